@@ -1,0 +1,134 @@
+/**
+ * The exporter as a Fastify plugin: routes, the metrics registry and the
+ * collectors. It has no side effects beyond what it is given: no listen, no
+ * signal handlers, so tests drive it with `inject()`. Background work belongs
+ * to collectors and stops in the plugin's onClose hook.
+ */
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { buildInfo } from './build-info.js';
+import type { CollectorDefinition } from './collectors/collector.js';
+import { COLLECTORS } from './collectors/index.js';
+import { CollectorRunner } from './collectors/runner.js';
+import type { Flags } from './config/flags.js';
+import { BasicAuthChecker, type WebConfig } from './config/web-config.js';
+import {
+  OPENMETRICS_CONTENT_TYPE,
+  PROMETHEUS_CONTENT_TYPE,
+  renderOpenMetrics,
+  wantsOpenMetrics,
+} from './metrics/exposition.js';
+import { FsRoot } from './procfs/fs.js';
+import { runCommand, type CommandRunner } from './util/command.js';
+
+const gzip = promisify(gzipCb);
+
+export interface AppOptions {
+  flags: Flags;
+  /** Logger for collectors; defaults to the Fastify instance's logger. */
+  logger?: Logger;
+  webConfig?: WebConfig;
+  /** Collector definitions; defaults to all of them (each still subject to --collector.<name>). */
+  collectors?: readonly CollectorDefinition[];
+  /** External command runner; tests pass a fake. */
+  run?: CommandRunner;
+  /** Include prom-client's process_* and nodejs_* metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The exporter's metrics registry (for tests and embedding). */
+    conntrackRegistry: Registry;
+  }
+}
+
+function landingPage(telemetryPath: string, version: string, collectors: readonly string[]): string {
+  const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  return `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>conntrack-exporter</title></head>
+<body>
+<h1>conntrack-exporter</h1>
+<p>Prometheus exporter for Linux netfilter connection tracking, version ${esc(version)}.</p>
+<ul>
+<li><a href="${esc(telemetryPath)}">Metrics</a></li>
+<li><a href="/healthz">Health</a></li>
+</ul>
+<p>Enabled collectors: ${collectors.map(esc).join(', ') || 'none'}.</p>
+</body>
+</html>
+`;
+}
+
+export async function conntrackExporter(app: FastifyInstance, opts: AppOptions): Promise<void> {
+  const { flags } = opts;
+  const logger = (opts.logger ?? app.log) as Logger;
+  const registry = new Registry();
+  app.decorate('conntrackRegistry', registry);
+
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const info = buildInfo();
+  new Gauge({
+    name: 'conntrack_exporter_build_info',
+    help: 'A metric with a constant 1 labelled by the version, revision and Node.js version of conntrack-exporter.',
+    labelNames: ['version', 'revision', 'nodejs_version'],
+    registers: [registry],
+  }).set({ version: info.version, revision: info.revision, nodejs_version: process.version }, 1);
+
+  const runner = new CollectorRunner(opts.collectors ?? COLLECTORS, {
+    flags,
+    logger,
+    registry,
+    procfs: new FsRoot(flags.string('path.procfs')),
+    sysfs: new FsRoot(flags.string('path.sysfs')),
+    rootfs: new FsRoot(flags.string('path.rootfs')),
+    run: opts.run ?? runCommand,
+  });
+  logger.info({ collectors: runner.names }, `enabled collectors: ${runner.names.join(', ') || 'none'}`);
+  app.addHook('onReady', async () => runner.start());
+  app.addHook('onClose', async () => runner.close());
+
+  const auth = new BasicAuthChecker(opts.webConfig?.basicAuthUsers ?? new Map());
+  const headers = opts.webConfig?.headers ?? {};
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+    // The health check stays open so that kubelet probes need no credentials; it reveals nothing.
+    if (!auth.enabled || req.url === '/healthz') return;
+    if (!(await auth.check(req.headers.authorization))) {
+      return reply.code(401).header('WWW-Authenticate', 'Basic realm="conntrack-exporter"').send('Unauthorized\n');
+    }
+  });
+
+  const telemetryPath = flags.string('web.telemetry-path');
+  const maxRequests = flags.number('web.max-requests');
+  let inFlight = 0;
+
+  app.get(telemetryPath, async (req, reply) => {
+    if (maxRequests > 0 && inFlight >= maxRequests) {
+      return reply.code(503).send(`Too many concurrent scrapes (limit ${maxRequests}, --web.max-requests)\n`);
+    }
+    inFlight++;
+    try {
+      const om = wantsOpenMetrics(req.headers.accept);
+      const body = await runner.scrape(() => (om ? renderOpenMetrics(registry) : registry.metrics()));
+      reply.type(om ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE);
+      if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+        reply.header('Content-Encoding', 'gzip');
+        return reply.send(await gzip(body));
+      }
+      return reply.send(body);
+    } finally {
+      inFlight--;
+    }
+  });
+
+  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+
+  app.get('/', async (_req, reply) =>
+    reply.type('text/html; charset=utf-8').send(landingPage(telemetryPath, info.version, runner.names)),
+  );
+}

@@ -1,0 +1,9 @@
+/**
+ * Every collector the exporter knows, in the order they appear in --help.
+ * A collector is added here and nowhere else; its flags come with it.
+ */
+import type { CollectorDefinition } from './collector.js';
+import { conntrackCollector } from './conntrack.js';
+import { statCollector } from './stat.js';
+
+export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector];

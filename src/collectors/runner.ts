@@ -1,0 +1,102 @@
+/**
+ * Runs the enabled collectors on each scrape and reports their health.
+ *
+ * Collectors run concurrently; each one's failure is caught, logged and
+ * reported as `conntrack_scrape_collector_success{collector} 0`. Concurrent
+ * scrapes are serialised so that one scrape's readings are never mixed with
+ * another's, and counter deltas are taken once per reading.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
+import type { Flags } from '../config/flags.js';
+import { NoDataError, type Collector, type CollectorContext, type CollectorDefinition } from './collector.js';
+
+interface Running {
+  readonly name: string;
+  readonly collector: Collector;
+  readonly logger: Logger;
+  /** Last failure message, to log a repeated failure once rather than on every scrape. */
+  lastError?: string;
+}
+
+export class CollectorRunner {
+  private readonly running: Running[] = [];
+  private readonly success: Gauge<'collector'>;
+  private readonly duration: Gauge<'collector'>;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    definitions: readonly CollectorDefinition[],
+    base: Omit<CollectorContext, 'logger'> & { logger: Logger },
+  ) {
+    this.success = new Gauge({
+      name: 'conntrack_scrape_collector_success',
+      help: 'Whether the collector succeeded on the last scrape (1) or failed (0).',
+      labelNames: ['collector'],
+      registers: [base.registry],
+    });
+    this.duration = new Gauge({
+      name: 'conntrack_scrape_collector_duration_seconds',
+      help: 'Time the collector took on the last scrape.',
+      labelNames: ['collector'],
+      registers: [base.registry],
+    });
+    for (const def of definitions) {
+      if (!isEnabled(base.flags, def)) continue;
+      const logger = base.logger.child({ collector: def.name });
+      const collector = def.create({ ...base, logger });
+      this.running.push({ name: def.name, collector, logger });
+    }
+  }
+
+  get names(): string[] {
+    return this.running.map((r) => r.name);
+  }
+
+  async start(): Promise<void> {
+    for (const r of this.running) await r.collector.start?.();
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.running.map((r) => r.collector.close?.()));
+  }
+
+  /** Runs every collector's update, then `render()`, with no other scrape in between. */
+  scrape<T>(render: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => {
+      await Promise.all(this.running.map((r) => this.updateOne(r)));
+      return render();
+    });
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async updateOne(r: Running): Promise<void> {
+    const start = performance.now();
+    let ok = 1;
+    try {
+      await r.collector.update();
+      if (r.lastError !== undefined) r.logger.info('collector recovered');
+      r.lastError = undefined;
+    } catch (err) {
+      ok = 0;
+      const message = err instanceof Error ? err.message : String(err);
+      if (message !== r.lastError) {
+        // Log each distinct failure once; "absent on this host" is information, not a warning.
+        const level = err instanceof NoDataError ? 'info' : 'warn';
+        r.logger[level]({ err }, `collector failed: ${message}`);
+      }
+      r.lastError = message;
+    }
+    this.success.set({ collector: r.name }, ok);
+    this.duration.set({ collector: r.name }, (performance.now() - start) / 1000);
+  }
+}
+
+export function isEnabled(flags: Flags, def: CollectorDefinition): boolean {
+  return flags.bool(`collector.${def.name}`);
+}

@@ -1,0 +1,91 @@
+/**
+ * The exporter's flags: the global ones declared here, plus
+ * `--[no-]collector.<name>` and each collector's own flags.
+ */
+import type { CollectorDefinition } from '../collectors/collector.js';
+import { parseFlags, type FlagSpec, type ParseResult } from './flags.js';
+
+export const DEFAULT_PORT = 9746;
+
+export const GLOBAL_FLAGS: readonly FlagSpec[] = [
+  {
+    name: 'web.listen-address',
+    type: 'string',
+    default: `:${DEFAULT_PORT}`,
+    help: 'Address to listen on, host:port; ":port" listens on every interface, "[::1]:port" for IPv6.',
+    validate: (v) => (parseListenAddress(String(v)) ? undefined : 'expected host:port, :port or [ipv6]:port'),
+  },
+  {
+    name: 'web.telemetry-path',
+    type: 'string',
+    default: '/metrics',
+    help: 'Path under which to expose metrics.',
+    validate: (v) => (/^\/[^\s?#]*$/.test(String(v)) && v !== '/' ? undefined : 'expected a path such as /metrics'),
+  },
+  {
+    name: 'web.config.file',
+    type: 'string',
+    default: '',
+    help: 'Path to a web configuration file (exporter-toolkit format) enabling TLS and/or basic authentication.',
+  },
+  {
+    name: 'web.max-requests',
+    type: 'int',
+    default: '40',
+    min: 0,
+    help: 'Maximum scrapes served at once; further ones get 503. 0 means no limit.',
+  },
+  { name: 'path.procfs', type: 'string', default: '/proc', help: 'procfs mountpoint (the host /proc, e.g. /host/proc in a container).' },
+  { name: 'path.sysfs', type: 'string', default: '/sys', help: 'sysfs mountpoint (for module parameters such as hashsize).' },
+  { name: 'path.rootfs', type: 'string', default: '/', help: 'Root filesystem mountpoint (for log files such as /var/log/kern.log).' },
+  {
+    name: 'conntrack.path',
+    type: 'string',
+    default: 'conntrack',
+    help: 'The conntrack-tools binary, used where the kernel has no /proc/net/stat/nf_conntrack or /proc/net/nf_conntrack.',
+  },
+  { name: 'log.level', type: 'enum', default: 'info', choices: ['debug', 'info', 'warn', 'error'], help: 'Only log messages with the given severity or above.' },
+  { name: 'log.format', type: 'enum', default: 'logfmt', choices: ['logfmt', 'json'], help: 'Output format of log messages.' },
+];
+
+export function collectorFlags(collectors: readonly CollectorDefinition[]): FlagSpec[] {
+  const specs: FlagSpec[] = [];
+  for (const c of collectors) {
+    specs.push({
+      name: `collector.${c.name}`,
+      type: 'bool',
+      default: String(c.defaultEnabled),
+      help: `Enable the ${c.name} collector: ${c.help}`,
+    });
+    specs.push(...(c.flags ?? []));
+  }
+  return specs;
+}
+
+export function allFlags(collectors: readonly CollectorDefinition[]): FlagSpec[] {
+  return [...GLOBAL_FLAGS, ...collectorFlags(collectors)];
+}
+
+export function parseOptions(
+  collectors: readonly CollectorDefinition[],
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ParseResult {
+  return parseFlags(allFlags(collectors), argv, env);
+}
+
+export interface ListenAddress {
+  /** undefined: every interface. */
+  host: string | undefined;
+  port: number;
+}
+
+/** Parses `host:port`, `:port`, `[v6]:port`. Pure; undefined when malformed. */
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.%\w]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const host = m[1] ?? m[2];
+  return { host: host === '' ? undefined : host, port };
+}

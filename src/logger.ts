@@ -1,0 +1,54 @@
+/**
+ * pino logging, as JSON or as logfmt (`time=… level=info msg="…" key=value`),
+ * written to stderr like other Prometheus exporters.
+ */
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+export type LogFormat = 'json' | 'logfmt';
+
+export interface LoggerOptions {
+  level: string;
+  format: LogFormat;
+  /** Defaults to stderr. */
+  destination?: { write(chunk: string): unknown };
+}
+
+const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+function logfmtValue(v: unknown): string {
+  let s: string;
+  if (typeof v === 'string') s = v;
+  else if (v instanceof Object) s = JSON.stringify(v);
+  else s = String(v);
+  return s === '' || /[\s"=\\]/.test(s) || /[^\x20-\x7e]/.test(s) ? JSON.stringify(s) : s;
+}
+
+/** Turns one pino JSON line into one logfmt line. Pure. */
+export function jsonLineToLogfmt(line: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line.endsWith('\n') ? line : line + '\n';
+  }
+  const parts: string[] = [];
+  const { time, level, msg, err, ...rest } = rec;
+  if (time !== undefined) parts.push(`time=${new Date(Number(time)).toISOString()}`);
+  if (level !== undefined) parts.push(`level=${LEVEL_NAMES[Number(level)] ?? String(level)}`);
+  if (msg !== undefined) parts.push(`msg=${logfmtValue(msg)}`);
+  for (const [k, v] of Object.entries(rest)) {
+    if (k === 'pid' || k === 'hostname') continue;
+    parts.push(`${k}=${logfmtValue(v)}`);
+  }
+  if (err && typeof err === 'object') parts.push(`err=${logfmtValue((err as { message?: unknown }).message ?? err)}`);
+  return parts.join(' ') + '\n';
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const out = options.destination ?? process.stderr;
+  const destination: DestinationStream =
+    options.format === 'json'
+      ? { write: (s: string) => out.write(s) }
+      : { write: (s: string) => out.write(jsonLineToLogfmt(s)) };
+  return pino({ level: options.level, base: { pid: process.pid } }, destination);
+}

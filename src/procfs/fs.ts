@@ -1,0 +1,73 @@
+/**
+ * Path building and reading for kernel files under one configurable root.
+ *
+ * Readers return `undefined` when a file does not exist (module not loaded,
+ * kernel built without the option, pid gone): that is "absent", not an error.
+ * Every other failure (permission denied, I/O error) is thrown with the path.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export class KernelFileError extends Error {
+  override readonly name = 'KernelFileError';
+}
+
+/** A parse failure in a kernel file, with the file and line where it happened. */
+export class ParseError extends Error {
+  override readonly name = 'ParseError';
+}
+
+/** One filesystem root (`--path.procfs`, `--path.sysfs`, `--path.rootfs`). */
+export class FsRoot {
+  constructor(readonly root: string) {}
+
+  path(...parts: string[]): string {
+    return join(this.root, ...parts);
+  }
+
+  /** The whole file as text, or undefined if it does not exist. */
+  async readText(...parts: string[]): Promise<string | undefined> {
+    return readTextOrAbsent(this.path(...parts));
+  }
+
+  /** A file holding one integer (sysctls, module parameters), or undefined if absent. */
+  async readInt(...parts: string[]): Promise<number | undefined> {
+    const p = this.path(...parts);
+    const text = await readTextOrAbsent(p);
+    if (text === undefined) return undefined;
+    return parseIntFile(text, p);
+  }
+
+  /** The first of several candidate files that exists. */
+  async readFirstInt(candidates: readonly (readonly string[])[]): Promise<{ value: number; path: string } | undefined> {
+    for (const parts of candidates) {
+      const value = await this.readInt(...parts);
+      if (value !== undefined) return { value, path: this.path(...parts) };
+    }
+    return undefined;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ESRCH';
+}
+
+/** Reads a file; /proc files report size 0, so this never trusts stat. */
+export async function readTextOrAbsent(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw new KernelFileError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Parses a single non-negative decimal integer file such as a sysctl. Pure. */
+export function parseIntFile(text: string, path = 'input'): number {
+  const t = text.trim();
+  if (!/^\d+$/.test(t)) {
+    throw new ParseError(`${path}: expected one non-negative integer, got ${JSON.stringify(t.slice(0, 40))}`);
+  }
+  return Number(t);
+}
