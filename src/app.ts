@@ -26,6 +26,12 @@ import { runCommand, type CommandRunner } from './util/command.js';
 
 const gzip = promisify(gzipCb);
 
+const MISNAMED_DEFAULT_METRICS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 export interface AppOptions {
   flags: Flags;
   /** Logger for collectors; defaults to the Fastify instance's logger. */
@@ -70,7 +76,11 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
   const registry = new Registry();
   app.decorate('conntrackRegistry', registry);
 
-  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (opts.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    // These three are gauges named like counters; promtool check metrics rejects them.
+    for (const name of MISNAMED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
   const info = buildInfo();
   new Gauge({
     name: 'conntrack_exporter_build_info',
