@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import bcrypt from 'bcryptjs';
+import { BasicAuthChecker, WebConfigError, buildWebConfig } from '../../src/config/web-config.js';
+
+const files = new Map([
+  ['/etc/cte/server.crt', Buffer.from('CERT')],
+  ['/etc/cte/server.key', Buffer.from('KEY')],
+  ['/etc/cte/ca.crt', Buffer.from('CA')],
+]);
+const read = async (p: string): Promise<Buffer> => {
+  const b = files.get(p);
+  if (!b) throw new Error(`ENOENT: ${p}`);
+  return b;
+};
+const FILE = '/etc/cte/web.yml';
+
+describe('buildWebConfig', () => {
+  it('accepts an empty file', async () => {
+    const c = await buildWebConfig(null, FILE, read);
+    expect(c.tls).toBeUndefined();
+    expect(c.basicAuthUsers.size).toBe(0);
+  });
+
+  it('resolves certificate paths relative to the config file', async () => {
+    const c = await buildWebConfig(
+      { tls_server_config: { cert_file: 'server.crt', key_file: '/etc/cte/server.key', min_version: 'TLS13' } },
+      FILE,
+      read,
+    );
+    expect(c.tls?.cert.toString()).toBe('CERT');
+    expect(c.tls?.key.toString()).toBe('KEY');
+    expect(c.tls?.minVersion).toBe('TLSv1.3');
+    expect(c.tls?.clientAuthType).toBe('NoClientCert');
+  });
+
+  it.each([
+    [{ tls_server_config: { cert_file: 'server.crt' } }, 'needs both cert_file and key_file'],
+    [{ tls_server_config: { cert_file: 'missing.crt', key_file: 'server.key' } }, 'cannot read cert_file /etc/cte/missing.crt'],
+    [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', min_version: 'SSL3' } }, 'invalid min_version "SSL3"'],
+    [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', client_auth_type: 'RequireAndVerifyClientCert' } }, 'needs client_ca_file'],
+    [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', client_auth_type: 'Sometimes' } }, 'invalid client_auth_type'],
+    [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', cipher: 'x' } }, 'unknown key "cipher" in tls_server_config'],
+    [{ basic_auth_users: { alice: 'plaintext' } }, 'basic_auth_users.alice is not a bcrypt hash'],
+    [{ basic_auth_users: ['alice'] }, 'basic_auth_users must be a mapping'],
+    [{ http_server_config: { http2: true } }, 'unknown key "http2" in http_server_config'],
+    [{ something: 1 }, 'unknown key "something" in the top level'],
+    ['just a string', 'expected a YAML mapping'],
+  ])('rejects %j', async (doc, message) => {
+    await expect(buildWebConfig(doc, FILE, read)).rejects.toThrow(WebConfigError);
+    await expect(buildWebConfig(doc, FILE, read)).rejects.toThrow(message);
+  });
+});
+
+describe('BasicAuthChecker', () => {
+  const hash = bcrypt.hashSync('pw', 4);
+  const header = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+  it('accepts the right password, also for passwords containing colons', async () => {
+    const colon = bcrypt.hashSync('a:b', 4);
+    const auth = new BasicAuthChecker(new Map([['u', hash], ['v', colon]]));
+    expect(await auth.check(header('u', 'pw'))).toBe(true);
+    expect(await auth.check(header('u', 'pw'))).toBe(true); // cached path
+    expect(await auth.check(header('v', 'a:b'))).toBe(true);
+  });
+
+  it.each([
+    [undefined],
+    ['Bearer abc'],
+    ['Basic !!!'],
+    [`Basic ${Buffer.from('nocolon').toString('base64')}`],
+  ])('rejects malformed header %j', async (h) => {
+    expect(await new BasicAuthChecker(new Map([['u', hash]])).check(h)).toBe(false);
+  });
+
+  it('rejects a wrong password even after a right one was cached', async () => {
+    const auth = new BasicAuthChecker(new Map([['u', hash]]));
+    expect(await auth.check(header('u', 'pw'))).toBe(true);
+    expect(await auth.check(header('u', 'pW'))).toBe(false);
+    expect(await auth.check(header('x', 'pw'))).toBe(false);
+  });
+});
