@@ -5,5 +5,9 @@
 import type { CollectorDefinition } from './collector.js';
 import { conntrackCollector } from './conntrack.js';
 import { statCollector } from './stat.js';
+import { memoryCollector } from './memory.js';
+import { netnsCollector } from './netns.js';
+import { portsCollector } from './ports.js';
+import { timeoutsCollector } from './timeouts.js';
 
-export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector];
+export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector, memoryCollector, portsCollector, timeoutsCollector, netnsCollector];

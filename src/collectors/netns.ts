@@ -1,0 +1,108 @@
+/**
+ * Collector `netns` (opt-in): conntrack entries per network namespace and the
+ * Kubernetes pod each namespace belongs to.
+ *
+ * Every namespace is checked against the same global nf_conntrack_max, so the
+ * host's own count cannot say which pod filled its table. Namespaces are found
+ * through `<procfs>/<pid>/ns/net`, which needs the host's pid namespace
+ * (hostPID) and root or CAP_SYS_PTRACE to see other users' processes; see
+ * src/procfs/netns.ts for the scan and its cost.
+ *
+ * No netlink fallback where `<pid>/net/stat/nf_conntrack` is missing: counting
+ * another namespace over netlink means entering it (setns needs
+ * CAP_SYS_ADMIN) and running `conntrack -C` once per namespace, a process per
+ * pod on every scrape. Those namespaces still get their info series.
+ */
+import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
+import { scanNetworkNamespaces, selectNamespaces } from '../procfs/netns.js';
+import { NoDataError, type CollectorDefinition } from './collector.js';
+
+export const netnsCollector: CollectorDefinition = {
+  name: 'netns',
+  help: 'Conntrack entries per network namespace and the pod owning each, from /proc/<pid>/ns/net, net/stat/nf_conntrack and cgroup (needs hostPID).',
+  defaultEnabled: false,
+  flags: [
+    {
+      name: 'collector.netns.min-entries',
+      type: 'int',
+      default: '1',
+      min: 0,
+      help: 'Export conntrack_netns_entries only for namespaces with at least this many entries.',
+    },
+    {
+      name: 'collector.netns.max',
+      type: 'int',
+      default: '500',
+      min: 0,
+      help: 'Export at most this many conntrack_netns_entries series, largest first; the rest are summed into conntrack_netns_omitted_entries.',
+    },
+  ],
+  create(ctx) {
+    const minEntries = ctx.flags.number('collector.netns.min-entries');
+    const max = ctx.flags.number('collector.netns.max');
+    const registers = [ctx.registry];
+    const entries = new SnapshotGauge<'netns'>({
+      name: 'conntrack_netns_entries',
+      help: 'Entries in the conntrack table of one network namespace, by namespace inode (entries column of /proc/<pid>/net/stat/nf_conntrack).',
+      labelNames: ['netns'],
+      registers,
+    });
+    const omitted = new SnapshotGauge({
+      name: 'conntrack_netns_omitted_entries',
+      help: 'Entries of the namespaces not exported in conntrack_netns_entries (below --collector.netns.min-entries or beyond --collector.netns.max), summed from /proc/<pid>/net/stat/nf_conntrack.',
+      registers,
+    });
+    const info = new SnapshotGauge<'netns' | 'pod_uid' | 'container_id'>({
+      name: 'conntrack_netns_info',
+      help: 'Constant 1 per network namespace found, labelled with the Kubernetes pod UID and container ID of its first process ("" if none) from /proc/<pid>/cgroup.',
+      labelNames: ['netns', 'pod_uid', 'container_id'],
+      registers,
+    });
+    const namespaces = new SnapshotGauge({
+      name: 'conntrack_netns_namespaces',
+      help: 'Network namespaces found through the processes in /proc/<pid>/ns/net on the last scrape.',
+      registers,
+    });
+    const skipped = new SnapshotGauge<'reason'>({
+      name: 'conntrack_netns_scan_skipped_pids',
+      help: 'Processes skipped on the last scan of /proc/<pid>, because they exited during it (vanished) or their files could not be read (denied).',
+      labelNames: ['reason'],
+      registers,
+    });
+
+    return {
+      async update() {
+        const scan = await scanNetworkNamespaces(ctx.procfs);
+        const selection = selectNamespaces(scan.namespaces, minEntries, max);
+        entries.replace(selection.shown.map((n) => ({ labels: { netns: String(n.inode) }, value: n.entries ?? 0 })));
+        info.replace(
+          scan.namespaces.map((n) => ({
+            labels: {
+              netns: String(n.inode),
+              pod_uid: n.identity.podUid ?? '',
+              container_id: n.identity.containerId ?? '',
+            },
+            value: 1,
+          })),
+        );
+        namespaces.setOnly(scan.namespaces.length);
+        skipped.replace([
+          { labels: { reason: 'vanished' }, value: scan.vanished },
+          { labels: { reason: 'denied' }, value: scan.denied },
+        ]);
+        const counted = scan.namespaces.some((n) => n.entries !== undefined);
+        omitted.setOnly(counted ? selection.omittedEntries : undefined);
+        if (scan.namespaces.length === 0) {
+          throw new NoDataError(
+            `no network namespace readable under ${ctx.procfs.root} (${scan.denied} pids denied: run as root with hostPID)`,
+          );
+        }
+        if (!counted) {
+          throw new NoDataError(
+            `no ${ctx.procfs.path('<pid>/net/stat/nf_conntrack')} in any namespace (nf_conntrack not loaded or CONFIG_NF_CONNTRACK_PROCFS=n)`,
+          );
+        }
+      },
+    };
+  },
+};

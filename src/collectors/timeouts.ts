@@ -1,0 +1,70 @@
+/**
+ * Collector `timeouts`: every conntrack timeout sysctl as
+ * `conntrack_timeout_seconds{protocol,state}` (mapping in
+ * src/procfs/conntrack-timeouts.ts). Timeouts are per network namespace; an
+ * entry's lifetime after its last packet, e.g. 120 s for TCP TIME_WAIT, is
+ * what keeps short connections in a full table.
+ */
+import { readdir } from 'node:fs/promises';
+import { SnapshotGauge, type Sample } from '../metrics/snapshot-gauge.js';
+import { parseTimeoutSysctlName, type TimeoutKey } from '../procfs/conntrack-timeouts.js';
+import { isNotFound, KernelFileError, type FsRoot } from '../procfs/fs.js';
+import { NoDataError, type CollectorDefinition } from './collector.js';
+
+/** Directories holding the timeout sysctls, newest first; the ip_conntrack copies are from kernels before 4.9. */
+const TIMEOUT_DIRS = [
+  ['sys', 'net', 'netfilter'],
+  ['sys', 'net', 'ipv4', 'netfilter'],
+] as const;
+
+async function listDir(path: string): Promise<string[] | undefined> {
+  try {
+    return await readdir(path);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw new KernelFileError(`cannot list ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Reads every timeout sysctl of the first directory that has any. */
+export async function readConntrackTimeouts(procfs: FsRoot): Promise<Sample<'protocol' | 'state'>[]> {
+  for (const dir of TIMEOUT_DIRS) {
+    const names = (await listDir(procfs.path(...dir))) ?? [];
+    const keyed = names.flatMap((name) => {
+      const key = parseTimeoutSysctlName(name);
+      return key ? [{ name, key }] : [];
+    });
+    if (keyed.length === 0) continue;
+    const values = await Promise.all(keyed.map(({ name }) => procfs.readInt(...dir, name)));
+    const samples: (Sample<'protocol' | 'state'> & { labels: TimeoutKey })[] = [];
+    keyed.forEach(({ key }, i) => {
+      const v = values[i];
+      if (v !== undefined) samples.push({ labels: { protocol: key.protocol, state: key.state }, value: v });
+    });
+    return samples.sort((a, b) => a.labels.protocol.localeCompare(b.labels.protocol) || a.labels.state.localeCompare(b.labels.state));
+  }
+  return [];
+}
+
+export const timeoutsCollector: CollectorDefinition = {
+  name: 'timeouts',
+  help: 'Conntrack timeouts per protocol and state from /proc/sys/net/netfilter/nf_conntrack_*_timeout*.',
+  defaultEnabled: true,
+  create(ctx) {
+    const timeouts = new SnapshotGauge<'protocol' | 'state'>({
+      name: 'conntrack_timeout_seconds',
+      help: 'How long an entry lives after its last packet, per protocol and state (/proc/sys/net/netfilter/nf_conntrack_<protocol>_timeout[_<state>]).',
+      labelNames: ['protocol', 'state'],
+      registers: [ctx.registry],
+    });
+    return {
+      async update() {
+        const samples = await readConntrackTimeouts(ctx.procfs);
+        timeouts.replace(samples);
+        if (samples.length === 0) {
+          throw new NoDataError(`no nf_conntrack_*_timeout* sysctls under ${ctx.procfs.path('sys/net/netfilter')} (nf_conntrack not loaded)`);
+        }
+      },
+    };
+  },
+};

@@ -1,0 +1,189 @@
+/**
+ * Network namespaces found through processes, with each one's conntrack entry
+ * count and the pod it belongs to.
+ *
+ * A namespace has no name the kernel can list, but every process points at
+ * its own: `readlink <procfs>/<pid>/ns/net` gives `net:[<inode>]`, the same
+ * number the kernel log prints ("table full in netns 4026532177"). The scan
+ * costs one readlink per process; the per-namespace files
+ * (`<pid>/net/stat/nf_conntrack`, whose `entries` column is that namespace's
+ * count, and `<pid>/cgroup`) are read only for the first process of each
+ * namespace, and for the next one only if that process is gone.
+ *
+ * Processes come and go during a scan: a pid that vanishes (ENOENT, ESRCH) or
+ * refuses access (EACCES, EPERM: reading another user's ns link needs ptrace
+ * rights, i.e. root or CAP_SYS_PTRACE) is skipped and counted, never an error.
+ * Namespaces held only by a bind mount (`ip netns add` with nothing running in
+ * it) have no process and are not found.
+ */
+import { readdir, readlink } from 'node:fs/promises';
+import { parseCgroupFile, type CgroupIdentity } from './cgroup.js';
+import { parseConntrackStatFile } from './conntrack-stat.js';
+import { KernelFileError, ParseError, readTextOrAbsent, type FsRoot } from './fs.js';
+
+/** Parses a `net:[4026531992]` link target into the inode. Pure; throws ParseError. */
+export function parseNetnsLink(target: string, source = 'ns/net'): number {
+  const m = /^net:\[(\d+)\]$/.exec(target.trim());
+  if (!m) throw new ParseError(`${source}: expected net:[inode], got ${JSON.stringify(target.slice(0, 40))}`);
+  return Number(m[1]);
+}
+
+/** File access used by the scan; tests replace it to simulate races and permissions. */
+export interface NetnsScanIo {
+  readdir(path: string): Promise<string[]>;
+  readlink(path: string): Promise<string>;
+  /** Whole file, undefined if absent; other failures throw (with the errno in `cause.code`). */
+  readText(path: string): Promise<string | undefined>;
+}
+
+export const realNetnsIo: NetnsScanIo = {
+  readdir: (path) => readdir(path),
+  readlink: (path) => readlink(path),
+  readText: readTextOrAbsent,
+};
+
+export interface NetnsReading {
+  readonly inode: number;
+  /** Processes found in the namespace. */
+  readonly processes: number;
+  /** Entries in its conntrack table; undefined where `net/stat/nf_conntrack` does not exist. */
+  readonly entries: number | undefined;
+  readonly identity: CgroupIdentity;
+}
+
+export interface NetnsScan {
+  readonly namespaces: NetnsReading[];
+  /** Pids skipped because they exited during the scan. */
+  readonly vanished: number;
+  /** Pids skipped because their files could not be read (permission). */
+  readonly denied: number;
+}
+
+type Failure = 'vanished' | 'denied';
+
+function errnoOf(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 3 && e; i++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string') return code;
+    e = (e as Error).cause;
+  }
+  return undefined;
+}
+
+/** Vanished or denied for the errors a racing or foreign process causes; undefined for real failures. */
+export function classifyPidError(err: unknown): Failure | undefined {
+  const code = errnoOf(err);
+  if (code === 'ENOENT' || code === 'ESRCH' || code === 'ENOTDIR') return 'vanished';
+  if (code === 'EACCES' || code === 'EPERM') return 'denied';
+  return undefined;
+}
+
+/** Runs fn over items with at most `limit` in flight, keeping order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** Pids tried per namespace before giving up on it (each one having vanished or refused). */
+const ATTEMPTS_PER_NAMESPACE = 4;
+
+/** Enumerates network namespaces under `procfs` with their entry counts and pod identity. */
+export async function scanNetworkNamespaces(procfs: FsRoot, io: NetnsScanIo = realNetnsIo): Promise<NetnsScan> {
+  let names: string[];
+  try {
+    names = await io.readdir(procfs.root);
+  } catch (err) {
+    throw new KernelFileError(`cannot list processes in ${procfs.root}: ${(err as Error).message}`, { cause: err });
+  }
+  const pids = names.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
+  let vanished = 0;
+  let denied = 0;
+  const skip = (err: unknown): void => {
+    const kind = classifyPidError(err);
+    if (kind === undefined) throw err;
+    if (kind === 'vanished') vanished++;
+    else denied++;
+  };
+
+  // One readlink per pid; pids in ascending order, so a pod's sandbox (pause) process usually comes first.
+  const links = await mapLimit(pids, 64, async (pid) => {
+    try {
+      return parseNetnsLink(await io.readlink(procfs.path(String(pid), 'ns', 'net')), procfs.path(String(pid), 'ns/net'));
+    } catch (err) {
+      skip(err);
+      return undefined;
+    }
+  });
+  const byInode = new Map<number, number[]>();
+  links.forEach((inode, i) => {
+    if (inode === undefined) return;
+    const list = byInode.get(inode);
+    if (list) list.push(pids[i] as number);
+    else byInode.set(inode, [pids[i] as number]);
+  });
+
+  const readings = await mapLimit([...byInode], 16, async ([inode, members]): Promise<NetnsReading | undefined> => {
+    for (const pid of members.slice(0, ATTEMPTS_PER_NAMESPACE)) {
+      const dir = String(pid);
+      try {
+        // The cgroup file exists for every live process; reading it first tells "gone" from "no stat file".
+        const cgroup = await io.readText(procfs.path(dir, 'cgroup'));
+        if (cgroup === undefined) {
+          vanished++;
+          continue;
+        }
+        const statPath = procfs.path(dir, 'net', 'stat', 'nf_conntrack');
+        const stat = await io.readText(statPath);
+        if (stat === undefined) {
+          // Either the kernel has no such file (CONFIG_NF_CONNTRACK_PROCFS=n, module not loaded) or the pid just exited.
+          await io.readlink(procfs.path(dir, 'ns', 'net'));
+        }
+        const entries = stat === undefined ? undefined : parseConntrackStatFile(stat, statPath).entries;
+        return { inode, processes: members.length, entries, identity: parseCgroupFile(cgroup) };
+      } catch (err) {
+        skip(err);
+      }
+    }
+    return undefined;
+  });
+  return {
+    namespaces: readings.filter((r): r is NetnsReading => r !== undefined),
+    vanished,
+    denied,
+  };
+}
+
+export interface NetnsSelection {
+  /** Namespaces exported, largest first. */
+  readonly shown: readonly NetnsReading[];
+  /** Entries of the namespaces with a count that are not shown (below the minimum or beyond the maximum). */
+  readonly omittedEntries: number;
+  readonly omittedNamespaces: number;
+}
+
+/**
+ * Picks the namespaces to export: at least `minEntries` entries, at most
+ * `max` of them, largest first (ties by inode, for stable output). Pure.
+ */
+export function selectNamespaces(namespaces: readonly NetnsReading[], minEntries: number, max: number): NetnsSelection {
+  const counted = namespaces.filter((n): n is NetnsReading & { entries: number } => n.entries !== undefined);
+  const sorted = [...counted].sort((a, b) => b.entries - a.entries || a.inode - b.inode);
+  const eligible = sorted.filter((n) => n.entries >= minEntries);
+  const shown = eligible.slice(0, max);
+  const shownSet = new Set(shown);
+  const rest = sorted.filter((n) => !shownSet.has(n));
+  return {
+    shown,
+    omittedEntries: rest.reduce((s, n) => s + n.entries, 0),
+    omittedNamespaces: rest.length,
+  };
+}
