@@ -39,6 +39,9 @@ export const GOLDEN_ARGS = [
   `--path.sysfs=${join(FIXTURES, 'sys', '6.18')}`,
   `--path.rootfs=${join(FIXTURES, 'rootfs')}`,
   '--conntrack.path=/nonexistent/conntrack',
+  // The kernel log from the fixture rootfs (var/log/kern.log), not this host's /dev/kmsg.
+  '--kernel-log.source=file',
+  '--kernel-log.from-start',
 ];
 
 describe('golden /metrics over a 6.18 fixture tree', () => {
