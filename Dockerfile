@@ -16,8 +16,8 @@
 # (--build-arg NODE_IMAGE=localhost/conntrack-exporter-base:node24.21.0-bookworm).
 ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
 
-# --- build: every dependency, TypeScript compile, then prune to production deps
-FROM ${NODE_IMAGE} AS build
+# --- deps: every dependency, from the lockfile
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /src
 COPY package.json package-lock.json ./
 # Behind a TLS-intercepting proxy, pass its CA without baking it into a layer:
@@ -25,12 +25,18 @@ COPY package.json package-lock.json ./
 RUN --mount=type=secret,id=npm_ca \
     if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi; \
     npm ci --ignore-scripts --no-audit --no-fund --loglevel=warn
+
+# --- prod-deps: the same tree pruned to the runtime dependencies
+FROM deps AS prod-deps
+RUN npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=warn
+
+# --- build: TypeScript compile (the only stage a source change rebuilds)
+FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/write-build-info.mjs scripts/
 COPY src/ src/
 ARG REVISION=unknown
 RUN CONNTRACK_EXPORTER_REVISION="${REVISION}" npm run build \
- && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=warn \
  && find dist -name '*.map' -delete
 
 # --- runtime: node, conntrack-tools, production node_modules and dist only
@@ -52,8 +58,8 @@ RUN set -eu; \
     conntrack --version; node --version
 
 WORKDIR /app
-COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules/ node_modules/
+COPY --from=deps /src/package.json ./
+COPY --from=prod-deps /src/node_modules/ node_modules/
 COPY --from=build /src/dist/ dist/
 
 # Declared here, after the slow steps, so a new revision reuses their layers.

@@ -34,13 +34,14 @@ phase_start=$SECONDS
 phase() { log "$1 ($((SECONDS - phase_start)) s)"; phase_start=$SECONDS; }
 
 [ "$(id -u)" = 0 ] || fail "needs root (rootful podman, debootstrap)"
-for tool in podman runc debootstrap curl; do
-  command -v "$tool" >/dev/null || fail "$tool not found (apt-get install podman runc debootstrap curl)"
+for tool in podman runc debootstrap curl conntrack; do
+  command -v "$tool" >/dev/null || fail "$tool not found (apt-get install podman runc debootstrap curl conntrack)"
 done
 [ -r "$PROC_NF/nf_conntrack_count" ] || modprobe nf_conntrack 2>/dev/null || true
 [ -r "$PROC_NF/nf_conntrack_count" ] || fail "$PROC_NF/nf_conntrack_count missing: nf_conntrack not loaded"
 
 own_lock=0
+inserted=()
 cleanup() {
   local rc=$?
   if "${PODMAN[@]}" container exists "$NAME" 2>/dev/null; then
@@ -50,6 +51,9 @@ cleanup() {
     fi
     "${PODMAN[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1 || log "warning: could not remove container $NAME"
   fi
+  for p in "${inserted[@]}"; do
+    conntrack -D -p udp -s 127.0.0.201 -d 127.0.0.202 --sport "$p" --dport 9 >/dev/null 2>&1 || true
+  done
   if [ "$own_lock" = 1 ] && [ "$(cat "$KERNEL_LOCK/owner" 2>/dev/null)" = "$$" ]; then
     rm -rf "$KERNEL_LOCK"
   fi
@@ -144,6 +148,15 @@ done
 echo "$$" >"$KERNEL_LOCK/owner"
 own_lock=1
 
+# A few entries of our own in the host's table (inserted over netlink; no
+# packet is sent), so that the count compared below is not just 0.
+sport0=$((20000 + ($$ % 20000)))
+for i in 0 1 2 3 4; do
+  conntrack -I -p udp -s 127.0.0.201 -d 127.0.0.202 --sport $((sport0 + i)) --dport 9 -t 120 >/dev/null 2>&1 ||
+    fail "conntrack -I could not add a test entry to the host's table"
+  inserted+=($((sport0 + i)))
+done
+
 metric() { # $1 name with labels, as printed; $2 exposition
   awk -v m="$1" '$1 == m { print $2; found = 1; exit } END { if (!found) exit 1 }' <<<"$2"
 }
@@ -162,7 +175,7 @@ for attempt in 1 2 3 4 5; do
   lo=$((count_before < count_after ? count_before : count_after))
   hi=$((count_before > count_after ? count_before : count_after))
   if [ "$max_before" = "$max_after" ] && [ "$limit" = "$max_before" ] &&
-    [ "$entries" -ge "$lo" ] && [ "$entries" -le "$hi" ]; then
+    [ "$lo" -ge "${#inserted[@]}" ] && [ "$entries" -ge "$lo" ] && [ "$entries" -le "$hi" ]; then
     ok=1
     break
   fi
@@ -170,6 +183,10 @@ for attempt in 1 2 3 4 5; do
     "conntrack_entries_limit=$limit (host $max_before..$max_after); retrying"
   sleep 1
 done
+for p in "${inserted[@]}"; do
+  conntrack -D -p udp -s 127.0.0.201 -d 127.0.0.202 --sport "$p" --dport 9 >/dev/null 2>&1 || true
+done
+inserted=()
 rm -rf "$KERNEL_LOCK"
 own_lock=0
 [ "$ok" = 1 ] || fail "conntrack_entries=$entries / conntrack_entries_limit=$limit do not match the host's $PROC_NF (count $count_before..$count_after, max $max_before..$max_after)"
