@@ -1,0 +1,266 @@
+/**
+ * The shipped rules and dashboard against a real Prometheus (Debian package)
+ * that scrapes the exporter inside a network namespace with real flows:
+ * - ConntrackTableFull reaches `firing` through the HTTP API once the
+ *   namespace's table passes 90% (the global nf_conntrack_max is lowered
+ *   briefly and restored), and conntrack_entries in Prometheus equals the
+ *   kernel's count within one scrape;
+ * - every query of deploy/grafana/conntrack.json returns at least one series.
+ *
+ * The rules are the shipped file with every `for:` shortened; Prometheus
+ * scrapes and evaluates every second. Prometheus and the exporter listen on
+ * 127.0.0.1 inside the namespace on ports left untracked, so scrapes and API
+ * queries never change the counts under test.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import {
+  IN_CI,
+  Netns,
+  REPO_ROOT,
+  acquireKernelLock,
+  describeKernel,
+  releaseKernelLock,
+  sh,
+  startExporterInNetns,
+  withConntrackMax,
+  type RunningExporter,
+} from '../helpers/kernel.js';
+import { dashboardQueries, loadDashboard } from '../deploy/dashboard-queries.js';
+
+const EXPORTER_PORT = 19747;
+const PROM_PORT = 19091;
+const JOB = 'conntrack-exporter';
+const INSTANCE = `127.0.0.1:${EXPORTER_PORT}`;
+const TRAFFIC = join(REPO_ROOT, 'test', 'helpers', 'traffic.mjs');
+const RULES = join(REPO_ROOT, 'deploy', 'prometheus', 'conntrack-rules.yaml');
+const TEST_FOR = '2s';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Fetches URLs from inside the namespace in one process; prints a JSON array of [status, body]. */
+const FETCH_MANY =
+  'Promise.all(JSON.parse(process.argv[1]).map(u=>fetch(u).then(async r=>[r.status,await r.text()],e=>[0,String(e)]))).then(x=>process.stdout.write(JSON.stringify(x)))';
+
+/** Closes `count` loopback connections from the client side: the client's entries go to TIME_WAIT. */
+const TIME_WAIT =
+  "const net=require('net');const n=Number(process.argv[1]),p=Number(process.argv[2]);const s=net.createServer(c=>{c.resume();c.on('end',()=>c.end())});s.listen(p,'127.0.0.1',async()=>{for(let i=0;i<n;i++)await new Promise((res,rej)=>{const c=net.connect(p,'127.0.0.1',()=>c.end('x'));c.resume();c.on('close',res);c.on('error',rej)});s.close()})";
+
+interface PromResult {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+function holdTcp(ns: Netns, count: number, port: number): Promise<ChildProcess> {
+  const child = ns.spawn(process.execPath, [TRAFFIC, 'tcp-hold', String(count), String(port)]);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('ready')) resolve(child);
+    });
+    child.on('exit', (code) => reject(new Error(`tcp-hold exited ${code}`)));
+  });
+}
+
+/** TCP entries inserted over netlink, assured so that early_drop cannot evict them. */
+function insertTcp(ns: Netns, src: string, dst: string, dport: number, sports: number[], state = 'ESTABLISHED'): Promise<unknown> {
+  return Promise.all(
+    sports.map((sport) =>
+      ns.exec('conntrack', [
+        '-I', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport),
+        '--state', state, '-t', '900', '-u', 'ASSURED,SEEN_REPLY',
+      ]),
+    ),
+  );
+}
+
+describeKernel(
+  'real Prometheus with the shipped rules and dashboard',
+  () => {
+    let ns: Netns;
+    let exporter: RunningExporter;
+    let prometheus: ChildProcess;
+    let promLog = '';
+    let dir: string;
+    let help = '';
+
+    async function getMany(paths: string[]): Promise<[number, string][]> {
+      const urls = paths.map((p) => `http://127.0.0.1:${PROM_PORT}${p}`);
+      return JSON.parse(await ns.exec(process.execPath, ['-e', FETCH_MANY, JSON.stringify(urls)])) as [number, string][];
+    }
+
+    async function queryMany(exprs: string[]): Promise<PromResult[][]> {
+      const bodies = await getMany(exprs.map((e) => `/api/v1/query?query=${encodeURIComponent(e)}`));
+      return bodies.map(([status, body], i) => {
+        if (status !== 200) throw new Error(`query ${exprs[i]} → HTTP ${status}: ${body}`);
+        return (JSON.parse(body) as { data: { result: PromResult[] } }).data.result;
+      });
+    }
+
+    async function query(expr: string): Promise<PromResult[]> {
+      return (await queryMany([expr]))[0]!;
+    }
+
+    async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const v = await fn();
+        if (v !== undefined) return v;
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nexporter:\n${exporter?.logs().slice(-2000)}\nprometheus:\n${promLog.slice(-2000)}`);
+        await sleep(300);
+      }
+    }
+
+    async function alertState(alertname: string): Promise<string | undefined> {
+      const [[status, body]] = (await getMany(['/api/v1/alerts'])) as [[number, string]];
+      if (status !== 200) return undefined;
+      const alerts = (JSON.parse(body) as { data: { alerts: { labels: Record<string, string>; state: string }[] } }).data.alerts;
+      return alerts.find((a) => a.labels['alertname'] === alertname && a.labels['instance'] === INSTANCE)?.state;
+    }
+
+    beforeAll(async () => {
+      await acquireKernelLock();
+      ns = await Netns.create('prom');
+      await ns.enableConntrack([EXPORTER_PORT, PROM_PORT]);
+
+      // Opt into what this build has: the table scan on a short schedule, the per-namespace collector.
+      help = await sh(process.execPath, [join(REPO_ROOT, 'dist', 'main.js'), '--help']);
+      const args: string[] = [];
+      if (help.includes('--collector.table.interval')) args.push('--collector.table.interval=2s');
+      if (help.includes('--[no-]collector.netns')) args.push('--collector.netns');
+      exporter = await startExporterInNetns(ns, args, EXPORTER_PORT);
+
+      // Real flows: established TCP, TIME_WAIT, unreplied UDP; and many source ports toward one
+      // destination (a connection pool to Redis), inserted over netlink.
+      await holdTcp(ns, 10, 7000);
+      await ns.exec(process.execPath, ['-e', TIME_WAIT, '10', '7100']);
+      await ns.exec(process.execPath, [TRAFFIC, 'udp', '10', '8000']);
+      await insertTcp(ns, '10.1.0.1', '10.1.0.5', 6379, Array.from({ length: 30 }, (_, i) => 40000 + i));
+      await insertTcp(ns, '10.1.0.2', '10.1.0.6', 443, [41000, 41001], 'TIME_WAIT');
+
+      // Prometheus with the shipped rules, `for:` shortened.
+      dir = mkdtempSync(join(tmpdir(), 'cte-prometheus-'));
+      const rules = parse(readFileSync(RULES, 'utf8')) as { groups: { rules: { for?: string }[] }[] };
+      for (const g of rules.groups) for (const r of g.rules) if (r.for) r.for = TEST_FOR;
+      writeFileSync(join(dir, 'rules.yaml'), stringify(rules));
+      writeFileSync(
+        join(dir, 'prometheus.yml'),
+        stringify({
+          global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
+          rule_files: [join(dir, 'rules.yaml')],
+          scrape_configs: [{ job_name: JOB, static_configs: [{ targets: [INSTANCE] }] }],
+        }),
+      );
+      prometheus = ns.spawn('prometheus', [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${PROM_PORT}`,
+        '--log.level=warn',
+      ]);
+      prometheus.stdout?.on('data', (b: Buffer) => (promLog += b.toString()));
+      prometheus.stderr?.on('data', (b: Buffer) => (promLog += b.toString()));
+      await waitFor('Prometheus ready and scraping', async () => {
+        if (prometheus.exitCode !== null) throw new Error(`prometheus exited ${prometheus.exitCode}:\n${promLog}`);
+        const [[status]] = (await getMany(['/-/ready'])) as [[number, string]];
+        if (status !== 200) return undefined;
+        const up = await query(`up{job="${JOB}"} == 1`);
+        return up.length ? true : undefined;
+      });
+    }, 60_000);
+
+    afterAll(async () => {
+      prometheus?.kill('SIGTERM');
+      await exporter?.stop();
+      await ns?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+      releaseKernelLock();
+    });
+
+    it('fires ConntrackTableFull once the table passes 90%, and conntrack_entries equals the kernel count', async () => {
+      expect(await alertState('ConntrackTableFull')).toBeUndefined();
+      const base = await ns.conntrackCount();
+      const fill = 40;
+      // Just above what the namespace will hold: (base + fill) / limit > 0.9 with room for every insert.
+      const limit = base + fill + 2;
+      await withConntrackMax(limit, async () => {
+        await insertTcp(ns, '10.2.0.1', '10.2.0.9', 5432, Array.from({ length: fill }, (_, i) => 30000 + i));
+        const states: string[] = [];
+        await waitFor('ConntrackTableFull firing', async () => {
+          const s = await alertState('ConntrackTableFull');
+          if (s && states.at(-1) !== s) states.push(s);
+          return s === 'firing' ? s : undefined;
+        });
+        expect(states).toContain('firing');
+
+        // conntrack_entries in Prometheus equals the kernel count, taken from a scrape after the
+        // count was read and before it was read again unchanged (the entries expire, the ports are
+        // untracked, so it is quiet; retry if a TIME_WAIT entry expired in between).
+        let checked = false;
+        for (let attempt = 0; attempt < 8 && !checked; attempt++) {
+          const k1 = await ns.conntrackCount();
+          const t0 = Date.now() / 1000;
+          await sleep(1300);
+          const [value, stamp] = await queryMany([`conntrack_entries{job="${JOB}"}`, `timestamp(conntrack_entries{job="${JOB}"})`]);
+          const k2 = await ns.conntrackCount();
+          if (k1 !== k2 || Number(stamp![0]!.value[1]) < t0) continue;
+          expect(Number(value![0]!.value[1])).toBe(k1);
+          expect(k1).toBeGreaterThan(0.9 * limit);
+          checked = true;
+        }
+        expect(checked, 'a quiet moment to compare Prometheus with conntrack -C').toBe(true);
+
+        const [ratio] = await query('instance:conntrack_table_fill:ratio');
+        expect(Number(ratio!.value[1])).toBeGreaterThan(0.9);
+        expect(Number((await query(`conntrack_entries_limit{job="${JOB}"}`))[0]!.value[1])).toBe(limit);
+
+        // Now overflow it: these datagrams find no free entry, the kernel drops them and logs
+        // "table full, dropping packet".
+        await ns.exec(process.execPath, [TRAFFIC, 'udp', '20', '9000']);
+      });
+
+      // The drops reach Prometheus (and the kernel log, when this build has the collector).
+      await waitFor('conntrack_stat_drop_total to rise in Prometheus', async () => {
+        const r = await query(`increase(conntrack_stat_drop_total{job="${JOB}"}[1m]) > 0`);
+        return r.length ? true : undefined;
+      });
+      if (help.includes('--[no-]collector.kernel_log')) {
+        await waitFor(
+          'the kernel-logged table full in Prometheus',
+          async () => {
+            const r = await query(`sum(conntrack_kernel_log_events_total{job="${JOB}",event="table_full"}) > 0`);
+            return r.length ? true : undefined;
+          },
+          15_000,
+        );
+      }
+    }, 60_000);
+
+    it('returns at least one series for every query of the Grafana dashboard', async () => {
+      if (help.includes('--collector.table.interval')) {
+        await waitFor('a table scan in Prometheus', async () => {
+          const r = await query(`conntrack_table_destination_source_ports{job="${JOB}"}`);
+          return r.length ? true : undefined;
+        });
+      }
+      let queries = dashboardQueries(loadDashboard(), { job: JOB, instance: '.+', rateInterval: '30s' });
+      // Off CI, a build without the table collector (issue 3, still landing) cannot fill the
+      // table panels: say so instead of failing. Under CI=true every query must return data.
+      if (!IN_CI && !help.includes('--[no-]collector.table')) {
+        const skipped = queries.filter((q) => q.expr.includes('conntrack_table_'));
+        // eslint-disable-next-line no-console
+        console.warn(`dashboard queries not checked (no table collector in this build):\n${skipped.map((q) => `  ${q.panel} [${q.refId}]`).join('\n')}`);
+        queries = queries.filter((q) => !skipped.includes(q));
+      }
+      const results = await queryMany(queries.map((q) => q.expr));
+      const empty = queries.filter((_, i) => results[i]!.length === 0).map((q) => `${q.panel} [${q.refId}]: ${q.expr}`);
+      expect(empty, `dashboard queries without data:\n${empty.join('\n')}`).toEqual([]);
+      expect(queries.length).toBeGreaterThanOrEqual(IN_CI ? 30 : 20);
+    }, 60_000);
+  },
+  ['ip', 'conntrack', 'nft', 'prometheus'],
+);
