@@ -6,9 +6,10 @@ import type { CollectorDefinition } from './collector.js';
 import { conntrackCollector } from './conntrack.js';
 import { kernelLogCollector } from './kernel-log.js';
 import { statCollector } from './stat.js';
+import { tableCollector } from './table.js';
 import { memoryCollector } from './memory.js';
 import { netnsCollector } from './netns.js';
 import { portsCollector } from './ports.js';
 import { timeoutsCollector } from './timeouts.js';
 
-export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector, memoryCollector, portsCollector, timeoutsCollector, netnsCollector, kernelLogCollector];
+export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector, tableCollector, memoryCollector, portsCollector, timeoutsCollector, netnsCollector, kernelLogCollector];

@@ -1,0 +1,255 @@
+/**
+ * Collector `table`: what the connection table holds, from a periodic scan.
+ *
+ * Walking a million entries takes seconds, so it never happens on the
+ * request path: scans run on their own schedule (src/table/schedule.ts),
+ * stream the table through a fixed-memory scanner (src/table/), and
+ * update() publishes the last completed scan. The collector succeeds when a
+ * scan has completed and the latest one succeeded; a failed scan removes the
+ * table series until the next one succeeds.
+ */
+import { Counter } from 'prom-client';
+import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
+import { scanTable, type ScanResult, type SourceMode } from '../table/scan.js';
+import { nextScanDelayMs } from '../table/schedule.js';
+import { SourceAbsentError } from '../table/sources.js';
+import { NoDataError, type CollectorContext, type CollectorDefinition } from './collector.js';
+
+const SOURCE_HELP = 'last completed scan of /proc/net/nf_conntrack or conntrack -L, every --collector.table.interval';
+
+class TableCollector {
+  private readonly entries: SnapshotGauge<'family' | 'protocol' | 'state'>;
+  private readonly flagEntries: SnapshotGauge<'family' | 'protocol' | 'flag'>;
+  private readonly destinations: SnapshotGauge<'protocol' | 'destination' | 'port'>;
+  private readonly sourcePorts: SnapshotGauge<'protocol' | 'destination' | 'port'>;
+  private readonly duration: SnapshotGauge;
+  private readonly timestamp: SnapshotGauge;
+  private readonly scanned: SnapshotGauge;
+  private readonly parseErrors: Counter;
+
+  private readonly intervalMs: number;
+  private readonly topDestinations: number;
+  private readonly mode: SourceMode;
+  private readonly tool: string;
+  private readonly memory = { toolMissing: false };
+
+  /** A completed scan not yet published. */
+  private pending: { result: ScanResult; completedAt: number } | undefined;
+  private published = false;
+  private lastError: Error | undefined;
+  private lastSource: string | undefined;
+  private warnedQuadratic = false;
+  private warnedMalformed = false;
+
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly abort = new AbortController();
+  private closed = false;
+
+  constructor(private readonly ctx: CollectorContext) {
+    const { flags, registry } = ctx;
+    this.intervalMs = flags.number('collector.table.interval') * 1000;
+    this.topDestinations = flags.number('collector.table.top-destinations');
+    this.mode = flags.string('collector.table.source') as SourceMode;
+    this.tool = flags.string('conntrack.path');
+    const registers = [registry];
+    this.entries = new SnapshotGauge({
+      name: 'conntrack_table_entries',
+      help: `Entries in the connection table by family, protocol and protocol state (none for stateless protocols) (${SOURCE_HELP}).`,
+      labelNames: ['family', 'protocol', 'state'],
+      registers,
+    });
+    this.flagEntries = new SnapshotGauge({
+      name: 'conntrack_table_flag_entries',
+      help: `Entries in the connection table carrying the flag unreplied, assured, offload or hw_offload (${SOURCE_HELP}).`,
+      labelNames: ['family', 'protocol', 'flag'],
+      registers,
+    });
+    this.destinations = new SnapshotGauge({
+      name: 'conntrack_table_destination_entries',
+      help: `Entries toward each of the --collector.table.top-destinations busiest original-direction destinations (port empty for protocols without ports) (${SOURCE_HELP}).`,
+      labelNames: ['protocol', 'destination', 'port'],
+      registers,
+    });
+    this.sourcePorts = new SnapshotGauge({
+      name: 'conntrack_table_destination_source_ports',
+      help: `Most source ports any one source address holds toward each top destination (${SOURCE_HELP}).`,
+      labelNames: ['protocol', 'destination', 'port'],
+      registers,
+    });
+    this.duration = new SnapshotGauge({
+      name: 'conntrack_table_scan_duration_seconds',
+      help: 'Wall time of the last completed scan of the connection table.',
+      registers,
+    });
+    this.timestamp = new SnapshotGauge({
+      name: 'conntrack_table_scan_timestamp_seconds',
+      help: 'Unix time at which the last completed scan of the connection table ended.',
+      registers,
+    });
+    this.scanned = new SnapshotGauge({
+      name: 'conntrack_table_scanned_entries',
+      help: 'Lines of the connection table read by the last completed scan (/proc/net/nf_conntrack or conntrack -L).',
+      registers,
+    });
+    this.parseErrors = new Counter({
+      name: 'conntrack_table_parse_errors_total',
+      help: 'Malformed lines of /proc/net/nf_conntrack or conntrack -L skipped by table scans.',
+      registers,
+    });
+  }
+
+  async start(): Promise<void> {
+    // The first scan starts now but is not awaited: listening must not wait for a big table.
+    this.schedule(0);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.abort.abort(new Error('exporter closing'));
+    await this.running;
+  }
+
+  async update(): Promise<void> {
+    if (this.lastError) {
+      this.clear();
+      throw this.lastError;
+    }
+    const pending = this.pending;
+    if (pending) {
+      this.pending = undefined;
+      this.publish(pending.result, pending.completedAt);
+    }
+    if (!this.published) throw new NoDataError('the first scan of the connection table has not completed yet');
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.scan().finally(() => {
+        this.running = undefined;
+      });
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private async scan(): Promise<void> {
+    const started = performance.now();
+    try {
+      const result = await scanTable({
+        procfs: this.ctx.procfs,
+        tool: this.tool,
+        mode: this.mode,
+        topDestinations: this.topDestinations,
+        signal: this.abort.signal,
+        memory: this.memory,
+      });
+      this.lastError = undefined;
+      this.pending = { result, completedAt: Date.now() / 1000 };
+      this.logScan(result);
+    } catch (err) {
+      if (this.closed) return;
+      const e = err as Error;
+      this.lastError =
+        err instanceof SourceAbsentError
+          ? new NoDataError(`no connection table to scan: ${e.message}`, { cause: err })
+          : new Error(`table scan failed: ${e.message}`, { cause: err });
+      this.pending = undefined;
+    }
+    this.schedule(nextScanDelayMs(this.intervalMs, performance.now() - started));
+  }
+
+  private logScan(result: ScanResult): void {
+    const { logger } = this.ctx;
+    if (result.source !== this.lastSource) {
+      logger.info({ source: result.source }, `scanning the connection table from ${result.source}`);
+      this.lastSource = result.source;
+    }
+    if (result.quadratic && !this.warnedQuadratic && result.lines >= 100_000) {
+      this.warnedQuadratic = true;
+      logger.warn(
+        { source: result.source, entries: result.lines },
+        'reading a large table from /proc is quadratic before kernel 6.16; install conntrack-tools so scans use netlink',
+      );
+    }
+    if (result.errors > 0) {
+      const level = this.warnedMalformed ? 'debug' : 'warn';
+      this.warnedMalformed = true;
+      logger[level]({ errors: result.errors, line: result.firstError }, `skipped ${result.errors} malformed table lines`);
+    }
+    logger.debug(
+      { seconds: result.durationSeconds, lines: result.lines, destinationsError: result.summary.destinationsError },
+      'table scan completed',
+    );
+  }
+
+  private publish(result: ScanResult, completedAt: number): void {
+    const { summary } = result;
+    this.entries.replace(
+      summary.entries.map((e) => ({ labels: { family: e.family, protocol: e.protocol, state: e.state }, value: e.count })),
+    );
+    this.flagEntries.replace(
+      summary.flags.map((f) => ({ labels: { family: f.family, protocol: f.protocol, flag: f.flag }, value: f.count })),
+    );
+    this.destinations.replace(
+      summary.destinations.map((d) => ({
+        labels: { protocol: d.protocol, destination: d.destination, port: d.port },
+        value: d.entries,
+      })),
+    );
+    this.sourcePorts.replace(
+      summary.destinations.flatMap((d) =>
+        d.sourcePorts === undefined
+          ? []
+          : [{ labels: { protocol: d.protocol, destination: d.destination, port: d.port }, value: d.sourcePorts }],
+      ),
+    );
+    this.duration.setOnly(result.durationSeconds);
+    this.timestamp.setOnly(completedAt);
+    this.scanned.setOnly(result.lines);
+    this.parseErrors.inc(result.errors);
+    this.published = true;
+  }
+
+  private clear(): void {
+    for (const g of [this.entries, this.flagEntries, this.destinations, this.sourcePorts, this.duration, this.timestamp, this.scanned]) {
+      g.clear();
+    }
+    this.published = false;
+  }
+}
+
+export const tableCollector: CollectorDefinition = {
+  name: 'table',
+  help: 'Breakdown of the connection table by state, protocol, flag and top destination, from a periodic scan of /proc/net/nf_conntrack or conntrack -L.',
+  defaultEnabled: true,
+  flags: [
+    {
+      name: 'collector.table.interval',
+      type: 'duration',
+      default: '30s',
+      min: 1,
+      help: 'Time between scans of the connection table; never less than 10 times the last scan took.',
+    },
+    {
+      name: 'collector.table.top-destinations',
+      type: 'int',
+      default: '10',
+      min: 0,
+      help: 'How many of the busiest destinations to report in conntrack_table_destination_entries (0 disables).',
+    },
+    {
+      name: 'collector.table.source',
+      type: 'enum',
+      default: 'auto',
+      choices: ['auto', 'procfs', 'netlink'],
+      help: 'Where to read the table: procfs (/proc/net/nf_conntrack), netlink (conntrack -L), or auto (procfs on kernels from 6.16, else netlink if conntrack-tools is installed).',
+    },
+  ],
+  create(ctx) {
+    return new TableCollector(ctx);
+  },
+};

@@ -1,0 +1,158 @@
+/**
+ * Counting keys in bounded memory: exact while the distinct keys fit, a
+ * heavy-hitters summary (Misra–Gries with batched decrements) beyond that.
+ *
+ * A table of a million entries can hold a million distinct destinations;
+ * counting them all would cost hundreds of megabytes. This table keeps at
+ * most `capacity` keys. When a new key arrives at a full table, it finds the
+ * count t held by the (capacity/2)-th largest key, subtracts t from every
+ * count and drops the keys that reach 0, which frees at least half the table.
+ *
+ * Guarantee, for N additions in total: while no purge has happened the
+ * counts are exact. After purges, every count is a lower bound of the true
+ * count, low by at most `decremented` ≤ 2N/capacity, because each purge
+ * removes at least (capacity/2)·t of the N counted units. So every key whose
+ * true count exceeds 2N/capacity is present. Each purge costs O(capacity log
+ * capacity) and happens at most once per capacity/2 new keys.
+ *
+ * Keys are fixed-width tuples of 32-bit words, stored in typed arrays with
+ * open addressing, so counting allocates nothing.
+ */
+
+export class HeavyHitters {
+  /** Keys stored. */
+  size = 0;
+  /** Sum of the decrements applied by purges: the largest possible undercount. */
+  decremented = 0;
+  /** Units counted. */
+  total = 0;
+  private readonly mask: number;
+  private keys: Uint32Array;
+  private counts: Uint32Array;
+  private spareKeys: Uint32Array;
+  private spareCounts: Uint32Array;
+  private readonly sortScratch: Uint32Array;
+
+  /**
+   * @param width words per key
+   * @param capacity most keys kept (even, ≥ 2); the hash has twice as many slots
+   */
+  constructor(
+    readonly width: number,
+    readonly capacity: number,
+  ) {
+    if (!Number.isInteger(width) || width < 1) throw new RangeError(`width must be a positive integer, got ${width}`);
+    if (!Number.isInteger(capacity) || capacity < 2 || capacity % 2 !== 0) {
+      throw new RangeError(`capacity must be an even integer of at least 2, got ${capacity}`);
+    }
+    let slots = 4;
+    while (slots < capacity * 2) slots *= 2;
+    this.mask = slots - 1;
+    this.keys = new Uint32Array(slots * width);
+    this.counts = new Uint32Array(slots);
+    this.spareKeys = new Uint32Array(slots * width);
+    this.spareCounts = new Uint32Array(slots);
+    this.sortScratch = new Uint32Array(capacity);
+  }
+
+  /** Whether every count is exact (no purge happened). */
+  get exact(): boolean {
+    return this.decremented === 0;
+  }
+
+  private hash(key: Uint32Array): number {
+    let h = 0x9e3779b9;
+    for (let i = 0; i < this.width; i++) {
+      h = Math.imul(h ^ (key[i] as number), 0x85ebca6b);
+      h ^= h >>> 13;
+    }
+    h = Math.imul(h, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) & this.mask;
+  }
+
+  /** The slot holding `key`, or the empty slot where it would go. */
+  private find(keys: Uint32Array, counts: Uint32Array, key: Uint32Array): number {
+    const w = this.width;
+    let slot = this.hash(key);
+    for (;;) {
+      if (counts[slot] === 0) return slot;
+      const base = slot * w;
+      let i = 0;
+      while (i < w && keys[base + i] === key[i]) i++;
+      if (i === w) return slot;
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
+  /** Counts one occurrence of `key` (its first `width` words). */
+  add(key: Uint32Array): void {
+    this.total++;
+    let slot = this.find(this.keys, this.counts, key);
+    if (this.counts[slot] !== 0) {
+      this.counts[slot] = (this.counts[slot] as number) + 1;
+      return;
+    }
+    if (this.size === this.capacity) {
+      this.purge();
+      slot = this.find(this.keys, this.counts, key);
+    }
+    const w = this.width;
+    const base = slot * w;
+    for (let i = 0; i < w; i++) this.keys[base + i] = key[i] as number;
+    this.counts[slot] = 1;
+    this.size++;
+  }
+
+  /** The count of `key` (0 if absent). */
+  get(key: Uint32Array): number {
+    const slot = this.find(this.keys, this.counts, key);
+    return this.counts[slot] as number;
+  }
+
+  private purge(): void {
+    const counts = this.counts;
+    let n = 0;
+    for (let s = 0; s < counts.length; s++) if (counts[s] !== 0) this.sortScratch[n++] = counts[s] as number;
+    const sorted = this.sortScratch.subarray(0, n).sort();
+    const t = sorted[n - this.capacity / 2] as number;
+    this.decremented += t;
+    // Rehash the survivors into the spare arrays: open addressing cannot delete in place.
+    const w = this.width;
+    const keys = this.keys;
+    const nextKeys = this.spareKeys;
+    const nextCounts = this.spareCounts;
+    nextCounts.fill(0);
+    let size = 0;
+    for (let s = 0; s < counts.length; s++) {
+      const c = counts[s] as number;
+      if (c <= t) continue;
+      const key = keys.subarray(s * w, s * w + w);
+      const slot = this.find(nextKeys, nextCounts, key);
+      nextKeys.set(key, slot * w);
+      nextCounts[slot] = c - t;
+      size++;
+    }
+    this.spareKeys = keys;
+    this.spareCounts = counts;
+    this.keys = nextKeys;
+    this.counts = nextCounts;
+    this.size = size;
+  }
+
+  /** Calls fn for every stored key (a view, valid during the call) and its count. */
+  forEach(fn: (key: Uint32Array, count: number) => void): void {
+    const w = this.width;
+    for (let s = 0; s < this.counts.length; s++) {
+      const c = this.counts[s] as number;
+      if (c !== 0) fn(this.keys.subarray(s * w, s * w + w), c);
+    }
+  }
+
+  /** Forgets every key, keeping the memory. */
+  clear(): void {
+    this.counts.fill(0);
+    this.size = 0;
+    this.decremented = 0;
+    this.total = 0;
+  }
+}

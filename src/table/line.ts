@@ -1,0 +1,280 @@
+/**
+ * One line of the connection table, parsed in place from bytes.
+ *
+ * Grammar (kernel-interfaces.md §1; `ct_seq_show()` and conntrack-tools'
+ * `-o extended` print the same shape):
+ *
+ *   [l3name l3num] l4name l4num [timeout] [state | gre "timeout=…, stream_timeout=…"]
+ *   src=A dst=B [sport=… dport=… | type=… code=… id=… | srckey=… dstkey=…] [zone-orig=…]
+ *   [packets=… bytes=…] [[UNREPLIED]] <reply tuple> … [[ASSURED]|[OFFLOAD]|[HW_OFFLOAD]]
+ *   [mark=…] [secctx=…] [zone=…] [delta-time=…] use=…
+ *
+ * Without the l3 columns it is the old `/proc/net/ip_conntrack` layout (or
+ * plain `conntrack -L`), and the family follows from the address. Offloaded
+ * entries print no timeout and TCP prints no state for them.
+ *
+ * The parser allocates nothing per line: it fills a reusable `ParsedLine`
+ * and interns state names. Only what the table metrics need is kept: family,
+ * protocol, state, flags, and the original direction's addresses and
+ * destination port.
+ */
+import { parseIPv4, parseIPv6 } from './address.js';
+
+export const FLAG_UNREPLIED = 1;
+export const FLAG_ASSURED = 2;
+export const FLAG_OFFLOAD = 4;
+export const FLAG_HW_OFFLOAD = 8;
+
+/** Flag label values, in bit order. */
+export const FLAG_NAMES = ['unreplied', 'assured', 'offload', 'hw_offload'] as const;
+
+/** The state label of entries that print none (stateless protocols, offloaded TCP). */
+export const NO_STATE = 'none';
+
+/** Longest line accepted; longer ones are malformed (bounds the carry-over buffer). */
+export const MAX_LINE_BYTES = 4096;
+
+export class ParsedLine {
+  /** 4 or 6. */
+  family = 0;
+  /** IP protocol number (6 tcp, 17 udp, …). */
+  protocol = 0;
+  /** Interned state id; 0 is `none`. */
+  state = 0;
+  /** FLAG_* bits. */
+  flags = 0;
+  /** Whether the original tuple has ports (sport/dport). */
+  hasPorts = false;
+  /** Original-direction destination port (when hasPorts). */
+  dport = 0;
+  /** Original-direction source and destination as four words (IPv4 in word 3). */
+  readonly src = new Uint32Array(4);
+  readonly dst = new Uint32Array(4);
+}
+
+/** Longest state name and most distinct names accepted, so garbage cannot grow the table. */
+const MAX_STATE_BYTES = 32;
+export const MAX_STATES = 64;
+
+/**
+ * Interns protocol state names (TIME_WAIT, ESTABLISHED, …) by their bytes,
+ * so the hot path compares a few bytes instead of building a string.
+ */
+export class StateNames {
+  private readonly names: string[] = [NO_STATE];
+  private readonly bytes: Uint8Array[] = [new Uint8Array(0)];
+  /** FNV-1a hash → ids with that hash. */
+  private readonly byHash = new Map<number, number[]>();
+
+  name(id: number): string {
+    const n = this.names[id];
+    if (n === undefined) throw new Error(`unknown state id ${id}`);
+    return n;
+  }
+
+  /** The id of the state spelled by buf[start, end), or -1 if it is not a plausible state name. */
+  intern(buf: Uint8Array, start: number, end: number): number {
+    const len = end - start;
+    if (len === 0 || len > MAX_STATE_BYTES) return -1;
+    let h = 0x811c9dc5;
+    for (let p = start; p < end; p++) {
+      const c = buf[p] as number;
+      // Kernel state names are upper-case letters, digits and underscores.
+      if (!((c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f)) return -1;
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    const ids = this.byHash.get(h);
+    if (ids !== undefined) {
+      for (const id of ids) {
+        const b = this.bytes[id] as Uint8Array;
+        if (b.length !== len) continue;
+        let same = true;
+        for (let i = 0; i < len; i++) {
+          if (b[i] !== buf[start + i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return id;
+      }
+    }
+    if (this.names.length >= MAX_STATES) return -1;
+    const id = this.names.length;
+    const copy = Uint8Array.from(buf.subarray(start, end));
+    this.names.push(String.fromCharCode(...copy));
+    this.bytes.push(copy);
+    if (ids) ids.push(id);
+    else this.byHash.set(h, [id]);
+    return id;
+  }
+}
+
+const SP = 0x20;
+
+function skipSpaces(buf: Uint8Array, p: number, end: number): number {
+  while (p < end && buf[p] === SP) p++;
+  return p;
+}
+
+function tokenEnd(buf: Uint8Array, p: number, end: number): number {
+  while (p < end && buf[p] !== SP) p++;
+  return p;
+}
+
+/** Whether buf[p…] starts with the ASCII bytes of `lit` (given as char codes). */
+function startsWith(buf: Uint8Array, p: number, end: number, lit: readonly number[]): boolean {
+  if (end - p < lit.length) return false;
+  for (let i = 0; i < lit.length; i++) if (buf[p + i] !== lit[i]) return false;
+  return true;
+}
+
+const codes = (s: string): number[] => [...s].map((c) => c.charCodeAt(0));
+const SRC = codes('src=');
+const DST = codes('dst=');
+const SPORT = codes('sport=');
+const DPORT = codes('dport=');
+const FLAGS: readonly (readonly [number[], number])[] = [
+  [codes('[UNREPLIED]'), FLAG_UNREPLIED],
+  [codes('[ASSURED]'), FLAG_ASSURED],
+  [codes('[OFFLOAD]'), FLAG_OFFLOAD],
+  [codes('[HW_OFFLOAD]'), FLAG_HW_OFFLOAD],
+];
+
+/** Decimal digits in [p, end) up to a space; returns the value or -1. `digitsEnd` receives the end. */
+let digitsEnd = 0;
+function parseDecimal(buf: Uint8Array, p: number, end: number, max: number): number {
+  let v = 0;
+  const start = p;
+  while (p < end) {
+    const c = buf[p] as number;
+    if (c === SP) break;
+    if (c < 0x30 || c > 0x39) return -1;
+    v = v * 10 + (c - 0x30);
+    if (v > max) return -1;
+    p++;
+  }
+  digitsEnd = p;
+  return p === start ? -1 : v;
+}
+
+function isDigits(buf: Uint8Array, p: number, end: number): boolean {
+  for (let i = p; i < end; i++) {
+    const c = buf[i] as number;
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return end > p;
+}
+
+function hasEquals(buf: Uint8Array, p: number, end: number): boolean {
+  for (let i = p; i < end; i++) if (buf[i] === 0x3d) return true;
+  return false;
+}
+
+function hasColon(buf: Uint8Array, p: number, end: number): boolean {
+  for (let i = p; i < end; i++) if (buf[i] === 0x3a) return true;
+  return false;
+}
+
+/** Parses an address token in [p, end) into `out`; returns its family (4 or 6) or 0 if malformed. */
+function parseAddress(buf: Uint8Array, p: number, end: number, out: Uint32Array): number {
+  if (hasColon(buf, p, end)) return parseIPv6(buf, p, end, out) ? 6 : 0;
+  return parseIPv4(buf, p, end, out) ? 4 : 0;
+}
+
+/**
+ * Parses the line buf[start, end) (without its newline) into `out`.
+ * Returns false, leaving `out` in an unspecified state, if the line is malformed.
+ */
+export function parseLine(buf: Buffer, start: number, end: number, out: ParsedLine, states: StateNames): boolean {
+  if (end - start > MAX_LINE_BYTES) return false;
+  let p = skipSpaces(buf, start, end);
+  let q = tokenEnd(buf, p, end);
+
+  // Layer 3 columns ("ipv4     2 ") are absent in the old ip_conntrack layout.
+  let family = 0;
+  if (q - p === 4 && buf[p] === 0x69 && buf[p + 1] === 0x70 && buf[p + 2] === 0x76) {
+    const v = buf[p + 3];
+    const l3num = parseDecimal(buf, skipSpaces(buf, q, end), end, 255);
+    if (v === 0x34 && l3num === 2) family = 4;
+    else if (v === 0x36 && l3num === 10) family = 6;
+    else return false;
+    p = skipSpaces(buf, digitsEnd, end);
+    q = tokenEnd(buf, p, end);
+  }
+
+  // Layer 4 name ("tcp", "unknown", …) and number; the number names the protocol.
+  const first = buf[p] as number;
+  if (q === p || first < 0x61 || first > 0x7a || hasEquals(buf, p, q)) return false;
+  p = skipSpaces(buf, q, end);
+  const protocol = parseDecimal(buf, p, end, 255);
+  if (protocol < 0) return false;
+  p = digitsEnd;
+
+  // Timeout (absent when offloaded), then the protocol's private part up to the original tuple.
+  let stateStart = -1;
+  let stateEnd = -1;
+  let seenTimeout = false;
+  for (;;) {
+    p = skipSpaces(buf, p, end);
+    if (p >= end) return false;
+    if (startsWith(buf, p, end, SRC)) break;
+    q = tokenEnd(buf, p, end);
+    if (isDigits(buf, p, q)) {
+      if (seenTimeout || stateStart >= 0) return false;
+      seenTimeout = true;
+    } else if (!hasEquals(buf, p, q)) {
+      // GRE prints "timeout=…, stream_timeout=…"; anything else without "=" is the state.
+      if (stateStart >= 0) return false;
+      stateStart = p;
+      stateEnd = q;
+    }
+    p = q;
+  }
+  let state = 0;
+  if (stateStart >= 0) {
+    state = states.intern(buf, stateStart, stateEnd);
+    if (state < 0) return false;
+  }
+
+  // Original tuple: src=, dst=, then ports where the protocol has them.
+  q = tokenEnd(buf, p, end);
+  const srcFamily = parseAddress(buf, p + 4, q, out.src);
+  if (srcFamily === 0) return false;
+  p = skipSpaces(buf, q, end);
+  if (!startsWith(buf, p, end, DST)) return false;
+  q = tokenEnd(buf, p, end);
+  const dstFamily = parseAddress(buf, p + 4, q, out.dst);
+  if (dstFamily !== srcFamily || (family !== 0 && family !== srcFamily)) return false;
+  p = skipSpaces(buf, q, end);
+  let hasPorts = false;
+  let dport = 0;
+  if (startsWith(buf, p, end, SPORT)) {
+    if (parseDecimal(buf, p + 6, end, 65535) < 0) return false;
+    p = skipSpaces(buf, digitsEnd, end);
+    if (!startsWith(buf, p, end, DPORT)) return false;
+    dport = parseDecimal(buf, p + 6, end, 65535);
+    if (dport < 0) return false;
+    p = digitsEnd;
+    hasPorts = true;
+  }
+
+  // The rest (reply tuple, counters, zones, mark, secctx, delta-time, use) only matters for its flags.
+  // Flags are the only bracketed tokens; the native byte search is much faster than a loop here.
+  let flags = 0;
+  for (p = buf.indexOf(0x5b, p); p >= 0 && p < end; p = buf.indexOf(0x5b, p + 1)) {
+    for (const [lit, bit] of FLAGS) {
+      if (startsWith(buf, p, end, lit)) {
+        flags |= bit;
+        break;
+      }
+    }
+  }
+
+  out.family = srcFamily;
+  out.protocol = protocol;
+  out.state = state;
+  out.flags = flags;
+  out.hasPorts = hasPorts;
+  out.dport = dport;
+  return true;
+}

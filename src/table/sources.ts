@@ -1,0 +1,168 @@
+/**
+ * Where the bytes of a table scan come from. Each reader streams chunks into
+ * a sink (the scanner) and resolves when the source is exhausted; none holds
+ * more than a few chunks, whatever the table size. An AbortSignal stops a
+ * reader early (the exporter is closing): it rejects with the signal's reason.
+ *
+ * - readFileInWorker: the proc file, read in a worker thread (big tables).
+ * - readFileInProcess: the proc file, read here in short slices (small tables,
+ *   where starting a worker costs more than the read).
+ * - streamCommand: `conntrack -L -o extended`, parsed from its stdout as it
+ *   arrives.
+ */
+import { spawn } from 'node:child_process';
+import { readSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import { CommandError } from '../util/command.js';
+import type { ReadWorkerData, ReadWorkerMessage } from './read-worker.js';
+
+export type ChunkSink = (chunk: Buffer) => void;
+
+export interface ReadOptions {
+  readonly signal?: AbortSignal;
+}
+
+/** Bytes per chunk: 64 pages, one main-thread parse slice of ~1 ms. */
+export const CHUNK_BYTES = 256 * 1024;
+/** Chunks in flight between the worker and the main thread. */
+const WORKER_BUFFERS = 4;
+/** How long the in-process reader reads before yielding to the event loop. */
+const SLICE_MS = 4;
+
+/** Thrown when the file to read does not exist. */
+export class SourceAbsentError extends Error {
+  override readonly name = 'SourceAbsentError';
+}
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('table scan aborted');
+}
+
+/** Reads `path` in a worker thread, calling sink on the main thread for each chunk. */
+export function readFileInWorker(path: string, sink: ChunkSink, opts: ReadOptions = {}): Promise<void> {
+  const { signal } = opts;
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const data: ReadWorkerData = { path, chunkBytes: CHUNK_BYTES, buffers: WORKER_BUFFERS };
+    const worker = new Worker(new URL('./read-worker.js', import.meta.url), {
+      workerData: data,
+      // The worker only copies bytes; keep its heap, and the exporter's RSS, small.
+      //resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 },
+      stdout: false,
+      stderr: false,
+    });
+    let settled = false;
+    const settle = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      if (err) reject(err);
+      else resolve();
+    };
+    const onAbort = (): void => settle(abortError(signal as AbortSignal));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    worker.on('message', (m: ReadWorkerMessage) => {
+      if (settled) return;
+      if (m.type === 'chunk') {
+        try {
+          sink(Buffer.from(m.buffer, 0, m.length));
+        } catch (err) {
+          settle(err as Error);
+          return;
+        }
+        worker.postMessage(m.buffer, [m.buffer]);
+      } else if (m.type === 'end') {
+        settle();
+      } else if (m.code === 'ENOENT') {
+        settle(new SourceAbsentError(`${path} does not exist`));
+      } else {
+        settle(new Error(`cannot read ${path}: ${m.message}`));
+      }
+    });
+    worker.on('error', (err) => settle(new Error(`table reader thread failed: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => settle(new Error(`table reader thread exited with ${code} before the end of ${path}`)));
+  });
+}
+
+/**
+ * Reads `path` on the main thread with synchronous reads, yielding to the
+ * event loop every SLICE_MS so scrapes are served meanwhile.
+ */
+export async function readFileInProcess(path: string, sink: ChunkSink, opts: ReadOptions = {}): Promise<void> {
+  const { signal } = opts;
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SourceAbsentError(`${path} does not exist`);
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  try {
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      const sliceEnd = performance.now() + SLICE_MS;
+      do {
+        let length = 0;
+        let n = 0;
+        // A seq_file read() returns at most a page; fill the chunk before parsing it.
+        do {
+          n = readSync(handle.fd, buf, length, buf.length - length, null);
+          length += n;
+        } while (n > 0 && length < buf.length);
+        if (length > 0) sink(buf.subarray(0, length));
+        if (n === 0) return;
+      } while (performance.now() < sliceEnd);
+      await new Promise((r) => setImmediate(r));
+    }
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    if (err instanceof SourceAbsentError || !(err as NodeJS.ErrnoException).code) throw err;
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Runs `file args` and feeds its stdout to sink as it arrives. Rejects with a
+ * CommandError (notFound for ENOENT) if it cannot run or exits non-zero.
+ */
+export function streamCommand(file: string, args: readonly string[], sink: ChunkSink, opts: ReadOptions = {}): Promise<void> {
+  const { signal } = opts;
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const what = `${file} ${args.join(' ')}`;
+    let stderr = '';
+    let failure: Error | undefined;
+    const onAbort = (): void => {
+      failure ??= abortError(signal as AbortSignal);
+      child.kill('SIGKILL');
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (failure) return;
+      try {
+        sink(chunk);
+      } catch (err) {
+        failure = err as Error;
+        child.kill('SIGKILL');
+      }
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 4096) stderr += b.toString('utf8');
+    });
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      failure ??= new CommandError(`cannot run ${file}: ${e.message}`, e.code === 'ENOENT', { cause: e });
+    });
+    child.on('close', (code, sig) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (failure) reject(failure);
+      else if (code !== 0) reject(new CommandError(`${what} exited with ${code ?? sig}: ${stderr.trim().slice(0, 300)}`));
+      else resolve();
+    });
+  });
+}

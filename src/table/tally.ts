@@ -1,0 +1,226 @@
+/**
+ * What one scan of the table adds up to: entries by family, protocol and
+ * state, entries per flag, and the busiest original-direction destinations
+ * with the most source ports one source address holds toward each.
+ *
+ * Memory is fixed however large the table: the per-state and per-flag
+ * counts live in flat arrays indexed by family, protocol number and state id,
+ * and destinations and (source, destination) pairs are counted in bounded
+ * heavy-hitter tables (see heavy-hitters.ts for the accuracy guarantee).
+ */
+import { formatIPv4, formatIPv6 } from './address.js';
+import { HeavyHitters } from './heavy-hitters.js';
+import { FLAG_NAMES, MAX_STATES, type ParsedLine, type StateNames } from './line.js';
+
+/** Kernel tracker names by IP protocol number; others are labelled with the number. */
+const PROTOCOL_NAMES = new Map<number, string>([
+  [1, 'icmp'],
+  [6, 'tcp'],
+  [17, 'udp'],
+  [33, 'dccp'],
+  [47, 'gre'],
+  [58, 'icmpv6'],
+  [132, 'sctp'],
+  [136, 'udplite'],
+]);
+
+export function protocolName(protocol: number): string {
+  return PROTOCOL_NAMES.get(protocol) ?? String(protocol);
+}
+
+export type Family = 'ipv4' | 'ipv6';
+
+export interface EntryCount {
+  readonly family: Family;
+  readonly protocol: string;
+  readonly state: string;
+  readonly count: number;
+}
+
+export interface FlagCount {
+  readonly family: Family;
+  readonly protocol: string;
+  readonly flag: (typeof FLAG_NAMES)[number];
+  readonly count: number;
+}
+
+export interface DestinationCount {
+  readonly protocol: string;
+  /** IPv4 dotted or IPv6 compressed. */
+  readonly destination: string;
+  /** Decimal port, or '' for protocols without ports (icmp, gre, unknown). */
+  readonly port: string;
+  readonly entries: number;
+  /**
+   * The most entries (hence distinct source ports) any one source address
+   * has toward this destination; undefined for protocols without ports.
+   */
+  readonly sourcePorts: number | undefined;
+}
+
+export interface TableSummary {
+  readonly entries: EntryCount[];
+  readonly flags: FlagCount[];
+  /** Top destinations by entries, most first. */
+  readonly destinations: DestinationCount[];
+  /** Largest possible undercount of a destination's entries (0: exact). */
+  readonly destinationsError: number;
+  /** Largest possible undercount of a source-ports value (0: exact). */
+  readonly sourcePortsError: number;
+}
+
+/** Words per destination key: address (4) + family/ports/protocol/port (1). */
+const DEST_WIDTH = 5;
+/** Words per (destination, source) key: destination key + source address (4). */
+const PAIR_WIDTH = 9;
+
+export interface TallyOptions {
+  /** How many top destinations to report (0: skip destination counting). */
+  readonly topDestinations: number;
+  /** Distinct keys counted exactly before the heavy-hitter summary takes over (even). */
+  readonly keyCapacity?: number;
+}
+
+export const DEFAULT_KEY_CAPACITY = 32_768;
+
+interface Ranked {
+  readonly key: Uint32Array;
+  readonly count: number;
+}
+
+function compareKeys(a: Uint32Array, b: Uint32Array): number {
+  // Protocol/port word first, then the address: a stable order for ties.
+  if (a[4] !== b[4]) return (a[4] as number) - (b[4] as number);
+  for (let i = 0; i < 4; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
+  return 0;
+}
+
+export class TableTally {
+  private readonly entryCounts = new Float64Array(2 * 256 * MAX_STATES);
+  private readonly flagCounts = new Float64Array(2 * 256 * FLAG_NAMES.length);
+  private readonly perProtocol = new Float64Array(2 * 256);
+  private readonly destinations: HeavyHitters | undefined;
+  private readonly pairs: HeavyHitters | undefined;
+  private readonly key = new Uint32Array(PAIR_WIDTH);
+  readonly topDestinations: number;
+
+  constructor(
+    private readonly states: StateNames,
+    options: TallyOptions,
+  ) {
+    this.topDestinations = options.topDestinations;
+    if (this.topDestinations > 0) {
+      const capacity = options.keyCapacity ?? DEFAULT_KEY_CAPACITY;
+      this.destinations = new HeavyHitters(DEST_WIDTH, capacity);
+      this.pairs = new HeavyHitters(PAIR_WIDTH, capacity);
+    }
+  }
+
+  add(line: ParsedLine): void {
+    const family = line.family === 6 ? 1 : 0;
+    const base = (family << 8) | line.protocol;
+    this.perProtocol[base]!++;
+    this.entryCounts[base * MAX_STATES + line.state]!++;
+    const flags = line.flags;
+    if (flags !== 0) {
+      for (let bit = 0; bit < FLAG_NAMES.length; bit++) {
+        if (flags & (1 << bit)) this.flagCounts[base * FLAG_NAMES.length + bit]!++;
+      }
+    }
+    if (this.destinations === undefined || this.pairs === undefined) return;
+    const key = this.key;
+    const dst = line.dst;
+    key[0] = dst[0] as number;
+    key[1] = dst[1] as number;
+    key[2] = dst[2] as number;
+    key[3] = dst[3] as number;
+    key[4] = (family << 25) | ((line.hasPorts ? 1 : 0) << 24) | (line.protocol << 16) | line.dport;
+    this.destinations.add(key);
+    if (line.hasPorts) {
+      const src = line.src;
+      key[5] = src[0] as number;
+      key[6] = src[1] as number;
+      key[7] = src[2] as number;
+      key[8] = src[3] as number;
+      this.pairs.add(key);
+    }
+  }
+
+  /** Forgets the counts, keeping the memory, for the next scan. */
+  reset(): void {
+    this.entryCounts.fill(0);
+    this.flagCounts.fill(0);
+    this.perProtocol.fill(0);
+    this.destinations?.clear();
+    this.pairs?.clear();
+  }
+
+  summary(): TableSummary {
+    const entries: EntryCount[] = [];
+    const flags: FlagCount[] = [];
+    for (let base = 0; base < this.perProtocol.length; base++) {
+      if (this.perProtocol[base] === 0) continue;
+      const family: Family = base >> 8 ? 'ipv6' : 'ipv4';
+      const protocol = protocolName(base & 255);
+      for (let s = 0; s < MAX_STATES; s++) {
+        const count = this.entryCounts[base * MAX_STATES + s] as number;
+        if (count > 0) entries.push({ family, protocol, state: this.states.name(s), count });
+      }
+      FLAG_NAMES.forEach((flag, bit) => {
+        flags.push({ family, protocol, flag, count: this.flagCounts[base * FLAG_NAMES.length + bit] as number });
+      });
+    }
+    return {
+      entries,
+      flags,
+      destinations: this.topList(),
+      destinationsError: this.destinations?.decremented ?? 0,
+      sourcePortsError: this.pairs?.decremented ?? 0,
+    };
+  }
+
+  private topList(): DestinationCount[] {
+    const dests = this.destinations;
+    const pairs = this.pairs;
+    const k = this.topDestinations;
+    if (!dests || !pairs || k === 0 || dests.size === 0) return [];
+    // The k-th largest count; only keys at or above it are copied and sorted.
+    const counts: number[] = [];
+    dests.forEach((_key, count) => counts.push(count));
+    counts.sort((a, b) => b - a);
+    const threshold = counts[Math.min(k, counts.length) - 1] as number;
+    const ranked: Ranked[] = [];
+    dests.forEach((key, count) => {
+      if (count >= threshold) ranked.push({ key: Uint32Array.from(key), count });
+    });
+    ranked.sort((a, b) => b.count - a.count || compareKeys(a.key, b.key));
+    const top = ranked.slice(0, k);
+
+    // Most source ports per top destination: the largest (destination, source) count.
+    const index = new Map<string, number>();
+    const words = new Set<number>();
+    top.forEach((r, i) => {
+      index.set(Array.prototype.join.call(r.key, ':'), i);
+      words.add(r.key[4] as number);
+    });
+    const best = new Array<number>(top.length).fill(0);
+    pairs.forEach((key, count) => {
+      if (!words.has(key[4] as number)) return;
+      const i = index.get(Array.prototype.join.call(key.subarray(0, DEST_WIDTH), ':'));
+      if (i !== undefined && count > (best[i] as number)) best[i] = count;
+    });
+
+    return top.map((r, i) => {
+      const w = r.key[4] as number;
+      const hasPorts = ((w >>> 24) & 1) === 1;
+      return {
+        protocol: protocolName((w >>> 16) & 255),
+        destination: w >>> 25 ? formatIPv6(r.key) : formatIPv4(r.key[3] as number),
+        port: hasPorts ? String(w & 0xffff) : '',
+        entries: r.count,
+        // A destination with entries has at least one source; after purges the pair may have been dropped.
+        sourcePorts: hasPorts ? Math.max(best[i] as number, 1) : undefined,
+      };
+    });
+  }
+}
