@@ -110,7 +110,8 @@ export const memoryCollector: CollectorDefinition = {
         pageSize = parseAuxvPageSize(data, WORD_BITS === 64 ? 8 : 4, endianness() === 'LE', path);
         return pageSize;
       } catch (err) {
-        note('conntrack_slab_bytes', `page size unknown: ${(err as Error).message}`);
+        // A key of its own: the slabinfo note is cleared on every good read and must not re-log this one.
+        note('conntrack_slab_bytes (page size)', `page size unknown: ${(err as Error).message}`);
         return undefined;
       }
     };

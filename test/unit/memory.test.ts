@@ -134,3 +134,25 @@ describe('memory collector over fixture trees', () => {
     expect([...s.keys()].filter((k) => /^conntrack_(slab|hash|entries_limit)/.test(k))).toEqual([]);
   });
 });
+
+describe('memory collector logging', () => {
+  it('logs a missing page size once, not on every scrape', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cte-memory-'));
+    try {
+      cpSync(join(FIXTURES, 'slabinfo', '4.19'), join(dir, 'slabinfo'));
+      const lines: string[] = [];
+      const { pino } = await import('pino');
+      const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+      const app = await buildTestApp({ args: [`--path.procfs=${dir}`, `--path.sysfs=${dir}`], collectors: [memoryCollector], logger });
+      for (let i = 0; i < 3; i++) {
+        const s = samples((await app.inject({ url: '/metrics' })).body);
+        expect(s.get('conntrack_slab_object_bytes')).toBe(320);
+        expect(s.get('conntrack_slab_bytes')).toBeUndefined();
+      }
+      await app.close();
+      expect(lines.filter((l) => l.includes('page size unknown'))).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
