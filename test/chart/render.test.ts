@@ -118,12 +118,12 @@ describe('default values', () => {
     expect(container('default').securityContext!.privileged).toBeUndefined();
   });
 
-  test('kernel log auto: host log files under --path.rootfs and the journal, no /dev/kmsg', () => {
+  test('kernel log auto: host log files under --path.rootfs; no journal (no journalctl in the image), no /dev/kmsg', () => {
     expect(args('default')).toEqual(expect.arrayContaining(['--kernel-log.source=auto', '--path.rootfs=/host/root']));
     expect(mounts('default').log).toMatchObject({ mountPath: '/host/root/var/log', readOnly: true });
     expect(volumes('default').log?.hostPath).toEqual({ path: '/var/log', type: 'Directory' });
-    expect(mounts('default')['journal-var']).toMatchObject({ mountPath: '/var/log' });
-    expect(mounts('default')['machine-id']).toMatchObject({ mountPath: '/etc/machine-id' });
+    expect(mounts('default')['journal-var']).toBeUndefined();
+    expect(mounts('default')['machine-id']).toBeUndefined();
     expect(mounts('default').kmsg).toBeUndefined();
   });
 
@@ -183,6 +183,10 @@ describe('non-default values reach the objects', () => {
     expect(mounts('journal')['journal-var']).toMatchObject({ mountPath: '/var/log', readOnly: true });
     expect(mounts('journal')['journal-run']).toMatchObject({ mountPath: '/run/log', readOnly: true });
     expect(volumes('journal')['machine-id']?.hostPath).toEqual({ path: '/etc/machine-id', type: 'File' });
+  });
+
+  test('auto with the journal: the log files and the journal', () => {
+    expect(Object.keys(mounts('auto-journal'))).toEqual(expect.arrayContaining(['log', 'journal-var', 'journal-run', 'machine-id']));
   });
 
   test('none: no log mounts, no capability, collectors switched off, no sysfs', () => {
