@@ -58,7 +58,12 @@ cleanup() {
     rm -rf "$KERNEL_LOCK"
   fi
   if [ "${KEEP_IMAGE:-1}" = 0 ]; then "${PODMAN[@]}" rmi "$IMAGE_TAG" >/dev/null 2>&1 || true; fi
-  if [ "$rc" = 0 ]; then log "PASS in $((SECONDS - total_start)) s"; fi
+  if [ "$rc" = 0 ]; then
+    log "PASS in $((SECONDS - total_start)) s"
+    echo "image: 1 passed, 0 failed"
+  else
+    echo "image: 0 passed, 1 failed"
+  fi
 }
 total_start=$SECONDS
 trap cleanup EXIT
