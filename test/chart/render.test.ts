@@ -90,6 +90,31 @@ describe.each(scenarios())('scenario %s', (scenario) => {
   });
 });
 
+describe('the validator itself', () => {
+  test('reports unknown fields and wrong types in rendered objects', async () => {
+    const ds = structuredClone(find(manifests('default'), 'DaemonSet')!) as Manifest & IDaemonSet;
+    const spec = ds.spec!.template.spec! as unknown as Record<string, unknown>;
+    spec.hostNetwrk = true;
+    const c = ds.spec!.template.spec!.containers[0]! as unknown as Record<string, unknown> & IContainer;
+    c.securityContext = { ...c.securityContext, capabilites: { add: ['NET_ADMIN'] } } as never;
+    c.ports![0]!.containerPort = '9746' as never;
+    const problems = await validateManifest(ds);
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'spec.template.spec.hostNetwrk: unknown field',
+        'spec.template.spec.containers[0].securityContext.capabilites: unknown field',
+        expect.stringMatching(/containerPort: must be integer/),
+      ]),
+    );
+  });
+
+  test('reports unknown fields in prometheus-operator objects', async () => {
+    const sm = structuredClone(find(manifests('monitors'), 'ServiceMonitor')!);
+    (sm.spec as { endpoints: Record<string, unknown>[] }).endpoints[0]!.scrapeInterval = '30s';
+    expect(await validateManifest(sm)).toEqual(['spec.endpoints[0].scrapeInterval: unknown field']);
+  });
+});
+
 describe('default values', () => {
   test('renders only the DaemonSet, Service, ServiceAccount and test pod', () => {
     expect(manifests('default').map((m) => m.kind).sort()).toEqual(['DaemonSet', 'Pod', 'Service', 'ServiceAccount']);
@@ -209,6 +234,12 @@ describe('non-default values reach the objects', () => {
     expect(svc.spec).toMatchObject({ type: 'NodePort', ports: [{ name: 'http-metrics', port: 19746, targetPort: 'http-metrics', nodePort: 30746 }] });
     const pod = get<IPod>(manifests('port'), 'Pod', '-test-connection');
     expect(pod.spec!.containers[0]!.command!.join(' ')).toContain(':19746/conntrack/metrics');
+  });
+
+  test('a ServiceMonitor without the Service is refused with a message', async () => {
+    await expect(render({ set: ['prometheus.monitor.enabled=true', 'service.enabled=false'] })).rejects.toThrow(
+      'prometheus.monitor.enabled needs service.enabled',
+    );
   });
 
   test('networkpolicy: admits the metrics port from the given peers', () => {
