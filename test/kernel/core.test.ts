@@ -95,29 +95,39 @@ describeKernel('core collectors on the real kernel', () => {
   });
 
   it('conntrack_stat_drop_total rises by exactly what conntrack -S says when the table is full', async () => {
-    // Fill with assured entries (early_drop cannot evict them), then make the limit the current count.
-    await Promise.all(
-      Array.from({ length: 30 }, (_, i) =>
-        ns.exec('conntrack', [
-          '-I', '-p', 'tcp', '-s', '10.9.0.1', '-d', '10.9.1.1', '--sport', String(20000 + i), '--dport', '443',
-          '--state', 'ESTABLISHED', '-t', '600', '-u', 'ASSURED,SEEN_REPLY',
-        ]),
-      ),
-    );
-    const dropBefore = (await toolStatSums(ns)).get('drop') ?? 0;
-    const metricBefore = (await exporter.scrape()).get('conntrack_stat_drop_total') ?? 0;
-    expect(metricBefore).toBe(dropBefore);
+    // A namespace of its own holding only assured, long-lived entries: early_drop finds nothing to evict
+    // and nothing expires, so every new flow is refused.
+    const full = await Netns.create('full');
+    try {
+      await full.enableConntrack([PORT]);
+      const fullExporter = await startExporterInNetns(full, [], PORT);
+      await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          full.exec('conntrack', [
+            '-I', '-p', 'tcp', '-s', '10.9.0.1', '-d', '10.9.1.1', '--sport', String(20000 + i), '--dport', '443',
+            '--state', 'ESTABLISHED', '-t', '600', '-u', 'ASSURED,SEEN_REPLY',
+          ]),
+        ),
+      );
+      const dropBefore = (await toolStatSums(full)).get('drop') ?? 0;
+      const metricBefore = (await fullExporter.scrape()).get('conntrack_stat_drop_total') ?? 0;
+      expect(metricBefore).toBe(dropBefore);
 
-    const count = await ns.conntrackCount();
-    await withConntrackMax(count, async () => {
-      // Each datagram needs a new entry; none can be allocated.
-      await ns.exec(process.execPath, [TRAFFIC, 'udp', '20', '9000']);
-    });
+      const count = await full.conntrackCount();
+      expect(count).toBe(30);
+      await withConntrackMax(count, async () => {
+        // Each datagram needs a new entry; none can be allocated.
+        await full.exec(process.execPath, [TRAFFIC, 'udp', '20', '9000']);
+      });
 
-    const dropAfter = (await toolStatSums(ns)).get('drop') ?? 0;
-    const metrics = await exporter.scrape();
-    expect(dropAfter - dropBefore).toBeGreaterThanOrEqual(20);
-    expect((metrics.get('conntrack_stat_drop_total') ?? 0) - metricBefore).toBe(dropAfter - dropBefore);
-    expect(metrics.get('conntrack_entries')).toBe(count);
+      const dropAfter = (await toolStatSums(full)).get('drop') ?? 0;
+      const metrics = await fullExporter.scrape();
+      expect(dropAfter - dropBefore).toBe(20);
+      expect((metrics.get('conntrack_stat_drop_total') ?? 0) - metricBefore).toBe(dropAfter - dropBefore);
+      expect(metrics.get('conntrack_entries')).toBe(count);
+      await fullExporter.stop();
+    } finally {
+      await full.destroy();
+    }
   });
 });
