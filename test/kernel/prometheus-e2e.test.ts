@@ -97,7 +97,10 @@ describeKernel(
     async function queryMany(exprs: string[]): Promise<PromResult[][]> {
       const bodies = await getMany(exprs.map((e) => `/api/v1/query?query=${encodeURIComponent(e)}`));
       return bodies.map(([status, body], i) => {
-        if (status !== 200) throw new Error(`query ${exprs[i]} → HTTP ${status}: ${body}`);
+        if (status !== 200) {
+          const gone = prometheus?.exitCode !== null || prometheus?.signalCode ? ` (prometheus exited: ${prometheus?.exitCode ?? prometheus?.signalCode})` : '';
+          throw new Error(`query ${exprs[i]} → HTTP ${status}: ${body}${gone}`);
+        }
         return (JSON.parse(body) as { data: { result: PromResult[] } }).data.result;
       });
     }
@@ -111,7 +114,12 @@ describeKernel(
       for (;;) {
         const v = await fn();
         if (v !== undefined) return v;
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nexporter:\n${exporter?.logs().slice(-2000)}\nprometheus:\n${promLog.slice(-2000)}`);
+        if (Date.now() > deadline) {
+          const promState = prometheus?.exitCode !== null || prometheus?.signalCode ? `exited (${prometheus?.exitCode ?? prometheus?.signalCode})` : 'running';
+          throw new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}\nexporter:\n${exporter?.logs().slice(-2000)}\nprometheus (${promState}):\n${promLog.slice(-2000)}`,
+          );
+        }
         await sleep(300);
       }
     }
