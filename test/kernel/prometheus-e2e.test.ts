@@ -192,7 +192,9 @@ describeKernel(
     it('fires ConntrackTableFull once the table passes 90%, and conntrack_entries equals the kernel count', async () => {
       expect(await alertState('ConntrackTableFull')).toBeUndefined();
       const base = await ns.conntrackCount();
-      const fill = 40;
+      // Enough that the ratio stays above 0.9 even when the unreplied UDP entries of beforeAll expire
+      // (30 s) during the test.
+      const fill = 150;
       // Just above what the namespace will hold: (base + fill) / limit > 0.9 with room for every insert.
       const limit = base + fill + 2;
       await withConntrackMax(limit, async () => {
