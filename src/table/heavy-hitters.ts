@@ -27,10 +27,10 @@ export class HeavyHitters {
   /** Units counted. */
   total = 0;
   private readonly mask: number;
-  private keys: Uint32Array;
-  private counts: Uint32Array;
-  private spareKeys: Uint32Array;
-  private spareCounts: Uint32Array;
+  private readonly keys: Uint32Array;
+  private readonly counts: Uint32Array;
+  private readonly keptKeys: Uint32Array;
+  private readonly keptCounts: Uint32Array;
   private readonly sortScratch: Uint32Array;
 
   /**
@@ -50,8 +50,8 @@ export class HeavyHitters {
     this.mask = slots - 1;
     this.keys = new Uint32Array(slots * width);
     this.counts = new Uint32Array(slots);
-    this.spareKeys = new Uint32Array(slots * width);
-    this.spareCounts = new Uint32Array(slots);
+    this.keptKeys = new Uint32Array((capacity / 2) * width);
+    this.keptCounts = new Uint32Array(capacity / 2);
     this.sortScratch = new Uint32Array(capacity);
   }
 
@@ -111,41 +111,50 @@ export class HeavyHitters {
 
   private purge(): void {
     const counts = this.counts;
+    const keys = this.keys;
+    const w = this.width;
     let n = 0;
     for (let s = 0; s < counts.length; s++) if (counts[s] !== 0) this.sortScratch[n++] = counts[s] as number;
     const sorted = this.sortScratch.subarray(0, n).sort();
     const t = sorted[n - this.capacity / 2] as number;
     this.decremented += t;
-    // Rehash the survivors into the spare arrays: open addressing cannot delete in place.
-    const w = this.width;
-    const keys = this.keys;
-    const nextKeys = this.spareKeys;
-    const nextCounts = this.spareCounts;
-    nextCounts.fill(0);
-    let size = 0;
+    // Open addressing cannot delete in place: set the survivors (fewer than capacity/2) aside, then reinsert them.
+    let kept = 0;
     for (let s = 0; s < counts.length; s++) {
       const c = counts[s] as number;
       if (c <= t) continue;
-      const key = keys.subarray(s * w, s * w + w);
-      const slot = this.find(nextKeys, nextCounts, key);
-      nextKeys.set(key, slot * w);
-      nextCounts[slot] = c - t;
-      size++;
+      for (let i = 0; i < w; i++) this.keptKeys[kept * w + i] = keys[s * w + i] as number;
+      this.keptCounts[kept++] = c - t;
     }
-    this.spareKeys = keys;
-    this.spareCounts = counts;
-    this.keys = nextKeys;
-    this.counts = nextCounts;
-    this.size = size;
+    counts.fill(0);
+    for (let j = 0; j < kept; j++) {
+      const key = this.keptKeys.subarray(j * w, j * w + w);
+      const slot = this.find(keys, counts, key);
+      for (let i = 0; i < w; i++) keys[slot * w + i] = key[i] as number;
+      counts[slot] = this.keptCounts[j] as number;
+    }
+    this.size = kept;
   }
 
-  /** Calls fn for every stored key (a view, valid during the call) and its count. */
-  forEach(fn: (key: Uint32Array, count: number) => void): void {
-    const w = this.width;
-    for (let s = 0; s < this.counts.length; s++) {
-      const c = this.counts[s] as number;
-      if (c !== 0) fn(this.keys.subarray(s * w, s * w + w), c);
-    }
+  /** Number of slots; `countAt(slot)` is 0 for an empty one. Iterate slots to read the table without copying. */
+  get slotCount(): number {
+    return this.counts.length;
+  }
+
+  countAt(slot: number): number {
+    return this.counts[slot] as number;
+  }
+
+  /** Word `i` of the key in `slot`. */
+  wordAt(slot: number, i: number): number {
+    return this.keys[slot * this.width + i] as number;
+  }
+
+  /** Copies the key in `slot` into `out`. */
+  keyAt(slot: number, out: Uint32Array): Uint32Array {
+    const base = slot * this.width;
+    for (let i = 0; i < this.width; i++) out[i] = this.keys[base + i] as number;
+    return out;
   }
 
   /** Forgets every key, keeping the memory. */

@@ -83,17 +83,8 @@ export interface TallyOptions {
 
 export const DEFAULT_KEY_CAPACITY = 32_768;
 
-interface Ranked {
-  readonly key: Uint32Array;
-  readonly count: number;
-}
-
-function compareKeys(a: Uint32Array, b: Uint32Array): number {
-  // Protocol/port word first, then the address: a stable order for ties.
-  if (a[4] !== b[4]) return (a[4] as number) - (b[4] as number);
-  for (let i = 0; i < 4; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
-  return 0;
-}
+/** Key words in tie-break order: protocol/port word, then the address. */
+const KEY_ORDER = [4, 0, 1, 2, 3] as const;
 
 export class TableTally {
   private readonly entryCounts = new Float64Array(2 * 256 * MAX_STATES);
@@ -179,46 +170,69 @@ export class TableTally {
     };
   }
 
+  /** Whether slot a ranks above slot b: more entries, then the lower key (a stable order for ties). */
+  private static ranksAbove(t: HeavyHitters, a: number, b: number): boolean {
+    const ca = t.countAt(a);
+    const cb = t.countAt(b);
+    if (ca !== cb) return ca > cb;
+    for (const i of KEY_ORDER) {
+      const wa = t.wordAt(a, i);
+      const wb = t.wordAt(b, i);
+      if (wa !== wb) return wa < wb;
+    }
+    return false;
+  }
+
   private topList(): DestinationCount[] {
     const dests = this.destinations;
     const pairs = this.pairs;
     const k = this.topDestinations;
-    if (!dests || !pairs || k === 0 || dests.size === 0) return [];
-    // The k-th largest count; only keys at or above it are copied and sorted.
-    const counts: number[] = [];
-    dests.forEach((_key, count) => counts.push(count));
-    counts.sort((a, b) => b - a);
-    const threshold = counts[Math.min(k, counts.length) - 1] as number;
-    const ranked: Ranked[] = [];
-    dests.forEach((key, count) => {
-      if (count >= threshold) ranked.push({ key: Uint32Array.from(key), count });
-    });
-    ranked.sort((a, b) => b.count - a.count || compareKeys(a.key, b.key));
-    const top = ranked.slice(0, k);
+    if (!dests || !pairs || k === 0) return [];
+    // The k best slots, best first, by insertion: cheap because k is small and few slots beat the k-th.
+    const top: number[] = [];
+    for (let slot = 0; slot < dests.slotCount; slot++) {
+      if (dests.countAt(slot) === 0) continue;
+      if (top.length === k && !TableTally.ranksAbove(dests, slot, top[k - 1] as number)) continue;
+      let i = Math.min(top.length, k - 1);
+      if (top.length < k) top.push(slot);
+      while (i > 0 && TableTally.ranksAbove(dests, slot, top[i - 1] as number)) {
+        top[i] = top[i - 1] as number;
+        i--;
+      }
+      top[i] = slot;
+    }
 
-    // Most source ports per top destination: the largest (destination, source) count.
-    const index = new Map<string, number>();
-    const words = new Set<number>();
-    top.forEach((r, i) => {
-      index.set(Array.prototype.join.call(r.key, ':'), i);
-      words.add(r.key[4] as number);
-    });
+    // Most source ports per top destination: the largest count among pairs with that destination.
     const best = new Array<number>(top.length).fill(0);
-    pairs.forEach((key, count) => {
-      if (!words.has(key[4] as number)) return;
-      const i = index.get(Array.prototype.join.call(key.subarray(0, DEST_WIDTH), ':'));
-      if (i !== undefined && count > (best[i] as number)) best[i] = count;
-    });
+    const word4 = new Set(top.map((slot) => dests.wordAt(slot, 4)));
+    for (let p = 0; p < pairs.slotCount; p++) {
+      const count = pairs.countAt(p);
+      if (count === 0 || !word4.has(pairs.wordAt(p, 4))) continue;
+      for (let i = 0; i < top.length; i++) {
+        const slot = top[i] as number;
+        if (
+          count > (best[i] as number) &&
+          pairs.wordAt(p, 4) === dests.wordAt(slot, 4) &&
+          pairs.wordAt(p, 3) === dests.wordAt(slot, 3) &&
+          pairs.wordAt(p, 2) === dests.wordAt(slot, 2) &&
+          pairs.wordAt(p, 1) === dests.wordAt(slot, 1) &&
+          pairs.wordAt(p, 0) === dests.wordAt(slot, 0)
+        ) {
+          best[i] = count;
+        }
+      }
+    }
 
-    return top.map((r, i) => {
-      const w = r.key[4] as number;
+    return top.map((slot, i) => {
+      const key = dests.keyAt(slot, new Uint32Array(DEST_WIDTH));
+      const w = key[4] as number;
       const hasPorts = ((w >>> 24) & 1) === 1;
       return {
         protocol: protocolName((w >>> 16) & 255),
-        destination: w >>> 25 ? formatIPv6(r.key) : formatIPv4(r.key[3] as number),
+        destination: w >>> 25 ? formatIPv6(key) : formatIPv4(key[3] as number),
         port: hasPorts ? String(w & 0xffff) : '',
-        entries: r.count,
-        // A destination with entries has at least one source; after purges the pair may have been dropped.
+        entries: dests.countAt(slot),
+        // A destination with entries has at least one source; after purges its pairs may have been dropped.
         sourcePorts: hasPorts ? Math.max(best[i] as number, 1) : undefined,
       };
     });
