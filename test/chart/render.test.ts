@@ -323,6 +323,12 @@ describe('monitors, rules and dashboard', () => {
     expect(sm.spec.sampleLimit).toBe(20000);
   });
 
+  test('by default both monitors add the node name as a node label (named in the alert descriptions)', () => {
+    const node = { sourceLabels: ['__meta_kubernetes_pod_node_name'], targetLabel: 'node', action: 'replace' };
+    expect(get<IServiceMonitor>(manifests('all-features'), 'ServiceMonitor').spec.endpoints![0]!.relabelings).toEqual([node]);
+    expect(get<IPodMonitor>(manifests('all-features'), 'PodMonitor').spec.podMetricsEndpoints![0]!.relabelings).toEqual([node]);
+  });
+
   test('PodMonitor: its own namespace, selects the pods in the release namespace', () => {
     const pm = get<IPodMonitor>(manifests('monitors'), 'PodMonitor');
     expect(pm.metadata!.namespace).toBe('monitoring');
