@@ -238,13 +238,13 @@ describeKernel(
         const r = await query(`increase(conntrack_stat_drop_total{job="${JOB}"}[1m]) > 0`);
         return r.length ? true : undefined;
       });
+      await waitFor('ConntrackPacketsDropped firing', async () =>
+        (await alertState('ConntrackPacketsDropped')) === 'firing' ? true : undefined,
+      );
       if (help.includes('--[no-]collector.kernel_log')) {
         await waitFor(
-          'the kernel-logged table full in Prometheus',
-          async () => {
-            const r = await query(`sum(conntrack_kernel_log_events_total{job="${JOB}",event="table_full"}) > 0`);
-            return r.length ? true : undefined;
-          },
+          'the kernel-logged table full in Prometheus and ConntrackKernelTableFullLogged firing',
+          async () => ((await alertState('ConntrackKernelTableFullLogged')) === 'firing' ? true : undefined),
           15_000,
         );
       }
