@@ -89,7 +89,7 @@ describe('deploy/prometheus/conntrack-rules.yaml', () => {
 
   it('selects job="conntrack-exporter" in every metric selector of every rule (both sides of every ratio)', () => {
     for (const r of rules) {
-      const selectors = [...r.expr.matchAll(/\b((?:conntrack_|up\b)[a-z_]*)\s*(\{[^}]*\})?/g)];
+      const selectors = [...r.expr.matchAll(/\b((?:conntrack_|process_|up\b)[a-z_]*)\s*(\{[^}]*\})?/g)];
       expect(selectors.length, `${r.alert ?? r.record}`).toBeGreaterThan(0);
       for (const m of selectors) {
         expect(m[2] ?? '', `${r.alert ?? r.record}: ${m[0]}`).toContain(SELECTOR);
