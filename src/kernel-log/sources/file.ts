@@ -55,7 +55,7 @@ export interface FileSourceOptions {
 }
 
 /** Bytes remembered at the start and end of what was read, to recognise a file and its copy. */
-const FINGERPRINT = 64;
+const FINGERPRINT = 128;
 const READ_CHUNK = 1024 * 1024;
 
 interface OpenFile {
@@ -166,36 +166,47 @@ export class FileSource implements LineSource {
     }
     if (!this.current) {
       // The first open honours --kernel-log.from-start; a file that appears later is new and read whole.
-      this.current = await this.openFile(this.opts.path, this.opened || this.opts.fromStart ? 'start' : 'end');
-      if (!this.current) return;
+      const at = this.opened || this.opts.fromStart ? 'start' : 'end';
       this.opened = true;
+      this.current = await this.openFile(this.opts.path, at);
+      if (!this.current) return;
     }
     const cur = this.current;
     const { size } = await cur.fh.stat();
-    if (await this.wasTruncated(cur, size)) await this.recoverTruncation(cur);
-    await this.readToEnd(cur);
+    if (size < cur.pos || !(await matchesAt(cur.fh, cur, cur.pos))) await this.recoverTruncation(cur);
+    while ((await this.readToEnd(cur)) === 'truncated') await this.recoverTruncation(cur);
 
-    let named;
+    // Rename rotation? Open the path first: whatever it names now is the newest file, and every
+    // file between it and ours is then among the rotated siblings, whatever happens meanwhile.
+    let next: OpenFile | undefined;
     try {
-      named = await stat(this.opts.path);
+      const named = await stat(this.opts.path);
+      if (named.ino === cur.ino && named.dev === cur.dev) {
+        this.failure = undefined;
+        return;
+      }
+      next = await this.openFile(this.opts.path, 'start');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // renamed away, not yet recreated
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    if (named.ino === cur.ino && named.dev === cur.dev) {
-      this.failure = undefined;
+    if (!next) return; // renamed away, not yet recreated
+    if (next.ino === cur.ino && next.dev === cur.dev) {
+      await next.fh.close();
       return;
     }
-    // Rename rotation: finish the old file, then any rotated files newer than it, then the new one.
+    // Finish the old file, then any rotated files newer than it, then the new one.
     await this.readToEnd(cur);
-    const depth = await this.findRotated((st) => st.ino === cur.ino && st.dev === cur.dev);
-    this.retired.push({ file: cur, until: now + (this.opts.graceMs ?? 2000) });
-    this.current = undefined;
-    if (depth !== undefined) {
-      for (let k = depth - 1; k >= 1; k--) await this.readWhole(`${this.opts.path}.${k}`);
+    // Only the newest rotated file can still be written to by a writer that has not reopened yet.
+    for (const r of this.retired.splice(0)) {
+      await this.readToEnd(r.file);
+      r.file.splitter.flush();
+      await r.file.fh.close();
     }
-    this.current = await this.openFile(this.opts.path, 'start');
-    if (this.current) await this.readToEnd(this.current);
+    this.retired.push({ file: cur, until: now + (this.opts.graceMs ?? 2000) });
+    this.current = next;
+    const depth = await this.findRotated((st) => st.ino === cur.ino && st.dev === cur.dev);
+    if (depth !== undefined) await this.readNewerThan(depth);
+    await this.readToEnd(next);
     this.failure = undefined;
   }
 
@@ -223,21 +234,29 @@ export class FileSource implements LineSource {
       tail: Buffer.alloc(0),
       splitter: new LineSplitter((line) => this.sink?.line(line === undefined ? undefined : classifyLogLine(line))),
     };
+    // The head is taken at once, so that a copytruncate before our first read is still noticed.
+    if (st.size > 0) file.head = await readAt(fh, 0, Math.min(FINGERPRINT, st.size));
     if (at === 'end' && st.size > 0) {
       file.pos = st.size;
-      file.head = await readAt(fh, 0, Math.min(FINGERPRINT, st.size));
       file.tail = await readAt(fh, st.size - Math.min(FINGERPRINT, st.size), Math.min(FINGERPRINT, st.size));
     }
     if (path === this.opts.path) this.failure = undefined;
     return file;
   }
 
-  /** Reads `file` from its position to the current end, emitting lines. */
-  private async readToEnd(file: OpenFile, fh: FileHandle = file.fh): Promise<void> {
+  /**
+   * Reads `file` from its position to the current end, emitting lines. Each
+   * chunk is accepted only if the file still holds what we read before it
+   * (checked after the read, so a truncation racing the read is caught):
+   * 'truncated' otherwise, with nothing consumed.
+   */
+  private async readToEnd(file: OpenFile, from: FileHandle = file.fh): Promise<'end' | 'truncated'> {
+    const verify = from === file.fh;
     for (;;) {
-      if (this.stopped) return;
-      const { bytesRead } = await fh.read(this.buf, 0, this.buf.length, file.pos);
-      if (bytesRead === 0) return;
+      if (this.stopped) return 'end';
+      const { bytesRead } = await from.read(this.buf, 0, this.buf.length, file.pos);
+      if (bytesRead === 0) return 'end';
+      if (verify && (file.pos > 0 || file.head.length > 0) && !(await matchesAt(from, file, file.pos))) return 'truncated';
       this.remember(file, this.buf, bytesRead);
       file.pos += bytesRead;
       file.splitter.push(this.buf.subarray(0, bytesRead));
@@ -255,65 +274,84 @@ export class FileSource implements LineSource {
     file.tail = Buffer.from(tail.subarray(Math.max(0, tail.length - FINGERPRINT)));
   }
 
-  private async wasTruncated(file: OpenFile, size: number): Promise<boolean> {
-    if (size < file.pos) return true;
-    if (file.pos === 0) return false;
-    return !(await matchesAt(file.fh, file, file.pos));
-  }
-
   /**
    * After copytruncate: read what we had not read yet from the copy, then the
    * truncated file from 0.
    */
   private async recoverTruncation(file: OpenFile): Promise<void> {
-    const pos = file.pos;
-    let found: number | undefined;
-    for (let k = 1; k <= (this.opts.rotatedDepth ?? 5) && found === undefined; k++) {
-      let fh: FileHandle;
-      try {
-        fh = await open(`${this.opts.path}.${k}`, 'r');
-      } catch {
-        continue;
-      }
-      try {
-        if ((await fh.stat()).size >= pos && (await matchesAt(fh, file, pos))) {
-          found = k;
-          await this.readToEnd(file, fh);
-        }
-      } finally {
-        await fh.close();
-      }
-    }
+    const found = await this.findCopy(file);
     file.splitter.flush();
     if (found === undefined) {
       this.opts.warn?.(`${this.opts.path} was truncated and no copy holding the unread part was found`);
     } else {
-      for (let k = found - 1; k >= 1; k--) await this.readWhole(`${this.opts.path}.${k}`);
+      await this.readNewerThan(found);
     }
     file.pos = 0;
     file.head = Buffer.alloc(0);
     file.tail = Buffer.alloc(0);
   }
 
+  /** Finds the copy `<path>.k` holding what `file` held at its position and reads the rest of it; returns k. */
+  private async findCopy(file: OpenFile): Promise<number | undefined> {
+    // Scanned up to three times: a rotation shifting `.k` to `.k+1` may race the scan.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      for (let k = 1; k <= (this.opts.rotatedDepth ?? 5); k++) {
+        let fh: FileHandle;
+        try {
+          fh = await open(`${this.opts.path}.${k}`, 'r');
+        } catch {
+          continue;
+        }
+        try {
+          if ((await fh.stat()).size >= file.pos && (await matchesAt(fh, file, file.pos))) {
+            await this.readToEnd(file, fh);
+            return k;
+          }
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+    return undefined;
+  }
+
   /** The k of the first `<path>.k` (1…depth) whose stat satisfies `is`. */
   private async findRotated(is: (st: { ino: number; dev: number }) => boolean): Promise<number | undefined> {
-    for (let k = 1; k <= (this.opts.rotatedDepth ?? 5); k++) {
-      try {
-        if (is(await stat(`${this.opts.path}.${k}`))) return k;
-      } catch {
-        // Missing: keep looking.
+    // Scanned up to three times: a rotation shifting `.k` to `.k+1` may race the scan.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      for (let k = 1; k <= (this.opts.rotatedDepth ?? 5); k++) {
+        try {
+          if (is(await stat(`${this.opts.path}.${k}`))) return k;
+        } catch {
+          // Missing: keep looking.
+        }
       }
     }
     this.opts.warn?.(`${this.opts.path} was rotated but the old file was not found as ${this.opts.path}.N`);
     return undefined;
   }
 
-  private async readWhole(path: string): Promise<void> {
+  /**
+   * Reads the rotated files newer than `<path>.depth`, whole, oldest first,
+   * stopping at a file we hold open: that one (and anything newer) is being
+   * followed already (after copytruncate then rename, `<path>.1` is the file
+   * we were following; after further rotations, the new file is too).
+   */
+  private async readNewerThan(depth: number): Promise<void> {
+    for (let k = depth - 1; k >= 1; k--) {
+      if ((await this.readWhole(`${this.opts.path}.${k}`)) === 'held') return;
+    }
+  }
+
+  private async readWhole(path: string): Promise<'read' | 'held' | 'missing'> {
     const file = await this.openFile(path, 'start');
-    if (!file) return;
+    if (!file) return 'missing';
+    const held = [this.current, ...this.retired.map((r) => r.file)];
     try {
+      if (held.some((f) => f && f.ino === file.ino && f.dev === file.dev)) return 'held';
       await this.readToEnd(file);
       file.splitter.flush();
+      return 'read';
     } finally {
       await file.fh.close();
     }
