@@ -67,6 +67,8 @@ cleanup() {
 }
 total_start=$SECONDS
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- 1. base image --------------------------------------------------------
 base="$(bash scripts/build-base-image.sh)" || fail "could not build the base image"
