@@ -6,10 +6,12 @@
 #     registry: the build runs with --network host)
 #  3. runs the image as documented: host network, the host's /proc read-only
 #     at /host/proc, read-only root filesystem, the image's non-root user,
-#     every capability dropped, no-new-privileges, default arguments
+#     every capability dropped but CAP_DAC_READ_SEARCH and CAP_SYSLOG (with
+#     /dev/kmsg), no-new-privileges, default arguments
 #  4. scrapes /metrics on 127.0.0.1 and checks conntrack_entries and
 #     conntrack_entries_limit against the host's /proc/sys/net/netfilter and
-#     conntrack_scrape_collector_success{collector="conntrack"} == 1
+#     conntrack_scrape_collector_success{collector="conntrack"} == 1, then
+#     that every enabled collector reports success 1
 # The container is always removed. Exits non-zero with a message on any failure.
 #
 # Needs root, podman, runc, debootstrap (apt-get install podman runc debootstrap).
@@ -115,7 +117,8 @@ inspect '{{json .Config.ExposedPorts}}' | grep -q '9746/tcp' || fail "image does
 port="$(node -e 'const s=require("node:net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 "${PODMAN[@]}" run -d --name "$NAME" "${ULIMITS[@]}" \
   --network host --read-only --read-only-tmpfs=false \
-  --cap-drop all --security-opt no-new-privileges \
+  --cap-drop all --cap-add DAC_READ_SEARCH --cap-add SYSLOG --device /dev/kmsg:/dev/kmsg:r \
+  --security-opt no-new-privileges \
   -v /proc:/host/proc:ro \
   -e "CONNTRACK_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:$port" \
   "$IMAGE_TAG" >/dev/null || fail "podman run failed"
@@ -132,8 +135,10 @@ phase "container $NAME serving on $url"
 pid="$("${PODMAN[@]}" inspect --format '{{.State.Pid}}' "$NAME")"
 uids="$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")"
 [ "$uids" = "65534 65534 65534 65534" ] || fail "exporter runs with uids '$uids', want 65534"
+# Exactly the two capabilities added (podman makes them ambient for a non-root
+# user): CAP_DAC_READ_SEARCH (bit 2) and CAP_SYSLOG (bit 34).
 capeff="$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")"
-[ "$capeff" = 0000000000000000 ] || fail "exporter has effective capabilities $capeff"
+[ "$capeff" = 0000000400000004 ] || fail "exporter has effective capabilities $capeff, want 0000000400000004 (DAC_READ_SEARCH, SYSLOG)"
 [ "$("${PODMAN[@]}" inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$NAME")" = true ] || fail "root filesystem not read-only"
 if "${PODMAN[@]}" exec "$NAME" sh -c ': >/app/probe || : >/tmp/probe' 2>/dev/null; then fail "root filesystem is writable"; fi
 
@@ -197,9 +202,18 @@ inserted=()
 rm -rf "$KERNEL_LOCK"
 own_lock=0
 [ "$ok" = 1 ] || fail "conntrack_entries=$entries / conntrack_entries_limit=$limit do not match the host's $PROC_NF (count $count_before..$count_after, max $max_before..$max_after)"
+# Every other enabled collector works in the container too (some scan in the
+# background: give them a few scrapes).
+for _ in $(seq 1 20); do
+  failing="$(awk '/^conntrack_scrape_collector_success\{/ && $2 != 1 { print $1 }' <<<"$body")"
+  [ -z "$failing" ] && break
+  sleep 0.5
+  body="$(curl -fsS "$url/metrics")" || fail "GET $url/metrics failed"
+done
+[ -z "$failing" ] || fail "collectors failing in the container: $(echo $failing)"
 grep -q "^conntrack_exporter_build_info{.*version=\"$version\"" <<<"$body" ||
   fail "conntrack_exporter_build_info does not carry version=\"$version\""
-phase "scraped: conntrack_entries=$entries conntrack_entries_limit=$limit (host: $count_after, $max_after), collector success 1"
+phase "scraped: conntrack_entries=$entries conntrack_entries_limit=$limit (host: $count_after, $max_after); success 1 from $(grep -c '^conntrack_scrape_collector_success{' <<<"$body") collectors"
 
 # Graceful stop: SIGTERM, exit code 0.
 "${PODMAN[@]}" stop -t 15 "$NAME" >/dev/null || fail "podman stop failed"
