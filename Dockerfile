@@ -2,6 +2,8 @@
 #
 #   podman build --network host -t conntrack-exporter .          (or docker build)
 #   podman run -d --name conntrack-exporter --network host --read-only \
+#     --cap-drop all --cap-add DAC_READ_SEARCH --cap-add SYSLOG \
+#     --device /dev/kmsg:/dev/kmsg:r --security-opt no-new-privileges \
 #     -v /proc:/host/proc:ro conntrack-exporter
 #
 # Run it in the host's network namespace (--network host, hostNetwork in
