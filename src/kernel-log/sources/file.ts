@@ -103,6 +103,9 @@ export class FileSource implements LineSource {
     } catch {
       // No inotify here (or no directory yet): polling only.
     }
+    // Position on the file now, so that lines written once start() resolved are counted.
+    this.opened = true;
+    this.current = await this.openFile(this.opts.path, this.opts.fromStart ? 'start' : 'end');
     const poll = (): void => {
       if (this.stopped) return;
       this.pump();

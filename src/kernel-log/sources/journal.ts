@@ -44,6 +44,8 @@ export class JournalSource implements LineSource {
   private cursor: string | undefined;
   private failures = 0;
   private failure: Error | undefined;
+  /** The current child was started (its 'spawn' event): journalctl exists and runs. */
+  private spawned = false;
   private stopped = false;
   /** Number of times journalctl was started (tests). */
   starts = 0;
@@ -72,7 +74,7 @@ export class JournalSource implements LineSource {
   }
 
   problem(): Error | undefined {
-    return this.child ? undefined : this.failure;
+    return this.child && this.spawned ? undefined : this.failure;
   }
 
   private spawnChild(): void {
@@ -82,6 +84,10 @@ export class JournalSource implements LineSource {
     this.starts++;
     const child = spawn(this.opts.journalctl, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    this.spawned = false;
+    child.once('spawn', () => {
+      this.spawned = true;
+    });
     let stderr = '';
     const splitter = new LineSplitter((line) => {
       if (line === undefined) {
