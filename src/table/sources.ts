@@ -48,7 +48,7 @@ export function readFileInWorker(path: string, sink: ChunkSink, opts: ReadOption
     const worker = new Worker(new URL('./read-worker.js', import.meta.url), {
       workerData: data,
       // The worker only copies bytes; keep its heap, and the exporter's RSS, small.
-      //resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 },
+      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 },
       stdout: false,
       stderr: false,
     });

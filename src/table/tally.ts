@@ -81,7 +81,7 @@ export interface TallyOptions {
   readonly keyCapacity?: number;
 }
 
-export const DEFAULT_KEY_CAPACITY = 32_768;
+export const DEFAULT_KEY_CAPACITY = 16_384;
 
 /** Key words in tie-break order: protocol/port word, then the address. */
 const KEY_ORDER = [4, 0, 1, 2, 3] as const;
