@@ -16,6 +16,7 @@ import type { LineSink, LineSource } from '../../src/kernel-log/source.js';
 import { JournalSource } from '../../src/kernel-log/sources/journal.js';
 import { KmsgSource, type RecordDevice, type RecordRead } from '../../src/kernel-log/sources/kmsg.js';
 import { FsRoot } from '../../src/procfs/fs.js';
+import { runCommand } from '../../src/util/command.js';
 import { buildTestApp, noTools, samples } from '../helpers/app.js';
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
@@ -305,6 +306,25 @@ describe('kernel_log collector in the app', () => {
     const s = await scrape(app);
     await app.close();
     expect(s.get('conntrack_kernel_log_lines_total{source="file"}')).toBe(0);
+    expect(s.get('conntrack_scrape_collector_success{collector="kernel_log"}')).toBe(1);
+  });
+
+  it('auto falls back to journald when neither /dev/kmsg nor a log file can be read', async () => {
+    const script = join(dir, 'journalctl');
+    writeFileSync(script, `#!${process.execPath}\nif (process.argv[2] === '--version') process.exit(0);\nsetInterval(() => {}, 1000);\n`);
+    chmodSync(script, 0o755);
+    const app = await buildTestApp({
+      collectors: only,
+      run: runCommand,
+      args: [`--path.rootfs=${dir}`, '--kernel-log.kmsg-path=/nonexistent/kmsg', `--kernel-log.journalctl-path=${script}`],
+    });
+    let s = await scrape(app);
+    for (let i = 0; i < 100 && s.get('conntrack_scrape_collector_success{collector="kernel_log"}') !== 1; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      s = await scrape(app);
+    }
+    await app.close();
+    expect(s.get('conntrack_kernel_log_lines_total{source="journal"}')).toBe(0);
     expect(s.get('conntrack_scrape_collector_success{collector="kernel_log"}')).toBe(1);
   });
 
