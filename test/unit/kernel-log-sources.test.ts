@@ -297,6 +297,26 @@ describe('kernel_log collector in the app', () => {
     }
   });
 
+  it('retries a kmsg device that could not be opened on the next scrape', async () => {
+    const device = join(dir, 'kmsg');
+    const app = await buildTestApp({ collectors: only, args: ['--kernel-log.source=kmsg', `--kernel-log.kmsg-path=${device}`] });
+    try {
+      expect((await scrape(app)).get('conntrack_scrape_collector_success{collector="kernel_log"}')).toBe(0);
+      writeFileSync(device, `4,1,1,-;${'nf_conntrack: nf_conntrack: table full, dropping packet'}\n`);
+      const s = await scrape(app);
+      expect(s.get('conntrack_scrape_collector_success{collector="kernel_log"}')).toBe(1);
+      expect(s.get('conntrack_kernel_log_lines_total{source="kmsg"}')).toBe(0); // the backlog is skipped
+      // Reading goes on after the failed start (a regular file yields what was appended as one record).
+      appendFileSync(device, `4,2,2,-;${'nf_conntrack: nf_conntrack: table full, dropping packet'}\n`);
+      await until(() => false, 400);
+      const t = await scrape(app);
+      expect(t.get('conntrack_kernel_log_lines_total{source="kmsg"}')).toBe(1);
+      expect(t.get('conntrack_kernel_log_events_total{event="table_full",netns=""}')).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('auto picks the log file when /dev/kmsg cannot be opened', async () => {
     writeFileSync(join(dir, 'messages'), '');
     const app = await buildTestApp({

@@ -90,6 +90,9 @@ export class FileSource implements LineSource {
   }
 
   async start(sink: LineSink): Promise<void> {
+    // A source may be started again after a failed start and stop().
+    this.stopped = false;
+    this.failure = undefined;
     this.sink = sink;
     try {
       this.watcher = watch(dirname(this.opts.path), { persistent: false }, (_event, name) => {

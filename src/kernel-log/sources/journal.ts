@@ -55,6 +55,9 @@ export class JournalSource implements LineSource {
   }
 
   async start(sink: LineSink): Promise<void> {
+    // A source may be started again after a failed start and stop().
+    this.stopped = false;
+    this.failure = undefined;
     this.sink = sink;
     this.spawnChild();
   }

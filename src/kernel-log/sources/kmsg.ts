@@ -50,7 +50,9 @@ export function openKmsgDevice(path: string): RecordDevice {
   return {
     read(buf) {
       try {
-        return readSync(fd, buf, 0, buf.length, null);
+        // /dev/kmsg never returns 0; a regular file given as the device does at its end.
+        const n = readSync(fd, buf, 0, buf.length, null);
+        return n === 0 ? 'again' : n;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return 'again';
@@ -94,6 +96,9 @@ export class KmsgSource implements LineSource {
   }
 
   async start(sink: LineSink): Promise<void> {
+    // A source may be started again after a failed start and stop().
+    this.stopped = false;
+    this.failure = undefined;
     this.device = (this.opts.open ?? openKmsgDevice)(this.opts.path);
     if (!this.opts.fromStart) this.skipBacklog();
     const tick = (): void => {
