@@ -91,16 +91,24 @@ describe('KmsgSource', () => {
     await source.stop();
   });
 
-  it('reports a failing device and stops reading it', async () => {
-    const dev = new FakeDevice();
-    const source = new KmsgSource({ path: '/dev/kmsg', fromStart: true, pollMs: 5, open: () => dev });
-    await source.start(new CountingSink());
-    expect(source.problem()).toBeUndefined();
-    dev.push(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
+  it('reports a failing device, then reopens it and carries on after the last record read', async () => {
+    const first = new FakeDevice();
+    const second = new FakeDevice();
+    const devices = [first, second];
+    const sink = new CountingSink();
+    const source = new KmsgSource({ path: '/dev/kmsg', fromStart: true, pollMs: 5, reopenMs: 200, open: () => devices.shift() as FakeDevice });
+    await source.start(sink);
+    first.push(rec(1, FULL), rec(2, FULL), Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
     await until(() => source.problem() !== undefined);
     expect(source.problem()?.message).toMatch(/EIO/);
-    expect(dev.closed).toBe(true);
+    expect(first.closed).toBe(true);
+    // Opened again, reading starts at the oldest record: 1 and 2 were counted already.
+    second.push(rec(1, FULL), rec(2, FULL), rec(3, FULL));
+    await until(() => source.problem() === undefined && sink.matches.length >= 3);
+    expect(sink.matches.length).toBe(3);
+    expect(sink.lostCount).toBe(0);
     await source.stop();
+    expect(second.closed).toBe(true);
   });
 
   it('fails to start on a device it cannot open, naming it', async () => {

@@ -72,6 +72,8 @@ export interface KmsgSourceOptions {
   readonly fromStart: boolean;
   /** How often to drain the device (default 250 ms). */
   readonly pollMs?: number;
+  /** How often to try opening the device again after a read failure (default 5000 ms). */
+  readonly reopenMs?: number;
   /** Replaces opening `path` (tests). */
   readonly open?: (path: string) => RecordDevice;
 }
@@ -104,9 +106,12 @@ export class KmsgSource implements LineSource {
     const tick = (): void => {
       this.timer = undefined;
       if (this.stopped) return;
+      if (!this.device) this.reopen();
       const more = this.drain(sink);
-      if (this.failure || this.stopped) return;
-      this.timer = more ? setTimeout(tick, 0) : setTimeout(tick, this.opts.pollMs ?? 250);
+      if (this.stopped) return;
+      // After a failure, the device is opened again every few seconds.
+      const delay = more ? 0 : this.device ? (this.opts.pollMs ?? 250) : (this.opts.reopenMs ?? 5000);
+      this.timer = setTimeout(tick, delay);
       this.timer.unref();
     };
     tick();
@@ -122,6 +127,19 @@ export class KmsgSource implements LineSource {
 
   problem(): Error | undefined {
     return this.failure;
+  }
+
+  /**
+   * Opens the device again after a read failure. Reading starts over at the
+   * oldest record, and drain() skips those already read by sequence number.
+   */
+  private reopen(): void {
+    try {
+      this.device = (this.opts.open ?? openKmsgDevice)(this.opts.path);
+      this.failure = undefined;
+    } catch (err) {
+      this.failure = err instanceof Error ? err : new Error(String(err));
+    }
   }
 
   /** Reads and discards every record present now, remembering the last sequence number. */
@@ -150,6 +168,7 @@ export class KmsgSource implements LineSource {
         const record = this.buf.toString('latin1', 0, r);
         const seq = parseKmsgRecord(record)?.seq;
         if (seq !== undefined) {
+          if (this.lastSeq !== undefined && seq <= this.lastSeq) continue; // read before a reopen
           if (this.lastSeq !== undefined && seq > this.lastSeq + 1) sink.lost(seq - this.lastSeq - 1);
           this.lastSeq = seq;
         }
