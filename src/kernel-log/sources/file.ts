@@ -15,9 +15,9 @@
  * - It reads through an open descriptor and remembers its inode. When the
  *   path names another inode (rename + create), it reads the old descriptor
  *   to its end, reads any newer rotated files it skipped (`<path>.1` … found
- *   by inode), then the new file from its start. The old descriptor is kept
- *   and drained for a grace period, for writers (rsyslog) that write to it
- *   until they reopen the file.
+ *   by inode), then the new file from its start. The newest old descriptor is
+ *   kept and drained for a grace period, for writers (rsyslog) that write to
+ *   it until they reopen the file.
  * - Truncation in place (copytruncate) is detected by the size dropping below
  *   our offset, or by the first and last bytes before our offset no longer
  *   being what we read (truncated, then refilled past our offset). The bytes
@@ -27,6 +27,14 @@
  *   the truncated file. Without such a copy (other naming schemes,
  *   compression of the newest copy) the unread tail is gone, as for any
  *   follower.
+ *
+ * - Several rotations between two reads are followed through the rotated
+ *   files (`<path>.1` … `<path>.5`), oldest first, stopping at a file already
+ *   held open. The guarantee is exactly once as long as the file we were
+ *   reading has not been shifted past `<path>.5` (or deleted) before we look;
+ *   with hourly or daily logrotate that is never close. The first bytes of a
+ *   file are remembered as soon as it is opened, so that a copytruncate just
+ *   after a rename is noticed even before the new file's first read.
  *
  * Change notification comes from fs.watch on the directory (rotation creates
  * and renames files there), with a poll timer as a safety net for filesystems
