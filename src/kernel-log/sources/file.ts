@@ -238,7 +238,13 @@ export class FileSource implements LineSource {
           : new Error(`cannot open ${path}: ${(err as Error).message}`, { cause: err });
       return undefined;
     }
-    const st = await fh.stat();
+    let st;
+    try {
+      st = await fh.stat();
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
     const file: OpenFile = {
       fh,
       dev: st.dev,
