@@ -65,9 +65,9 @@ const RULES: readonly { readonly re: RegExp; readonly match: (m: RegExpExecArray
     match: () => ({ kind: 'event', event: 'vmalloc_fallback', netns: '' }),
   },
   {
-    // nf_ct_helper_log through nf_log: `nf_ct_ftp: dropping packet: <why> IN=… OUT=…`.
-    // nf_ct_proto_<n> (invalid-packet logging) is a different message.
-    re: /^nf_ct_(?!proto_\d)[\w-]+: dropping packet\b/,
+    // nf_ct_helper_log through nf_log: `nf_ct_ftp: dropping packet: <why> IN=… OUT=…`, with the
+    // helper's name (ftp, sip, netbios-ns, Q.931, H.245, …). nf_ct_proto_<n> is invalid-packet logging.
+    re: /^nf_ct_(?!proto_\d)[\w.-]+: dropping packet\b/,
     match: () => ({ kind: 'event', event: 'helper_drop', netns: '' }),
   },
   {
