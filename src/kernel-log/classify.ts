@@ -168,6 +168,8 @@ const KMSG_PREFIX = /^\d+,\d+,\d+,[^;]*;/;
 const DMESG_RAW_PREFIX = /^<(\d+)>/;
 const DMESG_DECODED_PREFIX = /^([a-z]+) *:([a-z]+) *: /;
 const STAMP = /^\[[^\]\n]{1,40}\] ?/;
+/** CONFIG_PRINTK_CALLER: dmesg prints `[  T123]` (task) or `[  C1]` (CPU) after the stamp. */
+const CALLER = /^\[ *[TC]\d+\] ?/;
 const HOST_KERNEL = /^\S+ kernel: /;
 
 /**
@@ -193,6 +195,8 @@ export function parseLogLine(line: string): string | undefined {
   const stamp = STAMP.exec(rest);
   if (stamp) {
     rest = rest.slice(stamp[0].length);
+    const caller = CALLER.exec(rest);
+    if (caller) rest = rest.slice(caller[0].length);
     const hk = HOST_KERNEL.exec(rest);
     if (hk) rest = rest.slice(hk[0].length);
   }

@@ -49,6 +49,7 @@ const SHAPES: readonly [string, (text: string) => string, (line: string) => Matc
   ['bare text', (t) => t, classifyLogLine],
   ['dmesg', (t) => `[  165.062257] ${t}`, classifyLogLine],
   ['dmesg -T', (t) => `[Thu May 11 12:38:28 2023] ${t}`, classifyLogLine],
+  ['dmesg, CONFIG_PRINTK_CALLER', (t) => `[  165.062257] [  T1234] ${t}`, classifyLogLine],
   ['dmesg -x', (t) => `kern  :warn  : [  165.062257] ${t}`, classifyLogLine],
   ['dmesg -r', (t) => `<4>[  165.062257] ${t}`, classifyLogLine],
   ['kmsg record', (t) => `4,344,165062257,-;${t}`, classifyKmsgRecord],
