@@ -10,30 +10,40 @@
 
 /** Parses dotted-quad IPv4 in [start, end) into `out[3]`; false if malformed. */
 export function parseIPv4(buf: Uint8Array, start: number, end: number, out: Uint32Array): boolean {
+  return scanIPv4(buf, start, end, out) === end;
+}
+
+/**
+ * Parses dotted-quad IPv4 from `start` up to a space, newline or `limit` into
+ * `out[3]`. Returns where it stopped, or -1 if that is not an IPv4 address.
+ */
+export function scanIPv4(buf: Uint8Array, start: number, limit: number, out: Uint32Array): number {
   let value = 0;
   let octet = 0;
   let digits = 0;
   let dots = 0;
-  for (let p = start; p < end; p++) {
+  let p = start;
+  for (; p < limit; p++) {
     const c = buf[p] as number;
+    if (c === 0x20 || c === 0x0a) break;
     if (c >= 0x30 && c <= 0x39) {
       octet = octet * 10 + (c - 0x30);
-      if (++digits > 3 || octet > 255) return false;
+      if (++digits > 3 || octet > 255) return -1;
     } else if (c === 0x2e && digits > 0 && dots < 3) {
       value = value * 256 + octet;
       octet = 0;
       digits = 0;
       dots++;
     } else {
-      return false;
+      return -1;
     }
   }
-  if (dots !== 3 || digits === 0) return false;
+  if (dots !== 3 || digits === 0) return -1;
   out[0] = 0;
   out[1] = 0;
   out[2] = 0;
   out[3] = value * 256 + octet;
-  return true;
+  return p;
 }
 
 function hexValue(c: number): number {

@@ -16,7 +16,8 @@
  * capacity) and happens at most once per capacity/2 new keys.
  *
  * Keys are fixed-width tuples of 32-bit words, stored in typed arrays with
- * open addressing, so counting allocates nothing.
+ * open addressing, so counting allocates nothing. Each key may carry a few
+ * payload words, stored when the key is inserted and kept across purges.
  */
 
 export class HeavyHitters {
@@ -26,7 +27,11 @@ export class HeavyHitters {
   decremented = 0;
   /** Units counted. */
   total = 0;
+  /** Slot of the key touched by the last add(). */
+  lastSlot = 0;
   private readonly mask: number;
+  /** Words stored per slot: the key, then the payload. */
+  private readonly stride: number;
   private readonly keys: Uint32Array;
   private readonly counts: Uint32Array;
   private readonly keptKeys: Uint32Array;
@@ -36,10 +41,12 @@ export class HeavyHitters {
   /**
    * @param width words per key
    * @param capacity most keys kept (even, ≥ 2); the hash has twice as many slots
+   * @param payload extra words stored with each key (not part of it)
    */
   constructor(
     readonly width: number,
     readonly capacity: number,
+    readonly payload = 0,
   ) {
     if (!Number.isInteger(width) || width < 1) throw new RangeError(`width must be a positive integer, got ${width}`);
     if (!Number.isInteger(capacity) || capacity < 2 || capacity % 2 !== 0) {
@@ -48,9 +55,10 @@ export class HeavyHitters {
     let slots = 4;
     while (slots < capacity * 2) slots *= 2;
     this.mask = slots - 1;
-    this.keys = new Uint32Array(slots * width);
+    this.stride = width + payload;
+    this.keys = new Uint32Array(slots * this.stride);
     this.counts = new Uint32Array(slots);
-    this.keptKeys = new Uint32Array((capacity / 2) * width);
+    this.keptKeys = new Uint32Array((capacity / 2) * this.stride);
     this.keptCounts = new Uint32Array(capacity / 2);
     this.sortScratch = new Uint32Array(capacity);
   }
@@ -76,7 +84,7 @@ export class HeavyHitters {
     let slot = this.hash(key);
     for (;;) {
       if (counts[slot] === 0) return slot;
-      const base = slot * w;
+      const base = slot * this.stride;
       let i = 0;
       while (i < w && keys[base + i] === key[i]) i++;
       if (i === w) return slot;
@@ -84,23 +92,30 @@ export class HeavyHitters {
     }
   }
 
-  /** Counts one occurrence of `key` (its first `width` words). */
-  add(key: Uint32Array): void {
+  /**
+   * Counts one occurrence of `key` (its first `width` words; a new key also
+   * stores the `payload` words after them). Returns the key's count.
+   */
+  add(key: Uint32Array): number {
     this.total++;
     let slot = this.find(this.keys, this.counts, key);
-    if (this.counts[slot] !== 0) {
-      this.counts[slot] = (this.counts[slot] as number) + 1;
-      return;
+    this.lastSlot = slot;
+    const c = this.counts[slot] as number;
+    if (c !== 0) {
+      this.counts[slot] = c + 1;
+      return c + 1;
     }
     if (this.size === this.capacity) {
       this.purge();
       slot = this.find(this.keys, this.counts, key);
+      this.lastSlot = slot;
     }
-    const w = this.width;
-    const base = slot * w;
-    for (let i = 0; i < w; i++) this.keys[base + i] = key[i] as number;
+    const stride = this.stride;
+    const base = slot * stride;
+    for (let i = 0; i < stride; i++) this.keys[base + i] = key[i] as number;
     this.counts[slot] = 1;
     this.size++;
+    return 1;
   }
 
   /** The count of `key` (0 if absent). */
@@ -112,7 +127,7 @@ export class HeavyHitters {
   private purge(): void {
     const counts = this.counts;
     const keys = this.keys;
-    const w = this.width;
+    const w = this.stride;
     let n = 0;
     for (let s = 0; s < counts.length; s++) if (counts[s] !== 0) this.sortScratch[n++] = counts[s] as number;
     const sorted = this.sortScratch.subarray(0, n).sort();
@@ -145,15 +160,21 @@ export class HeavyHitters {
     return this.counts[slot] as number;
   }
 
-  /** Word `i` of the key in `slot`. */
+  /** Word `i` of the key (i < width) or of the payload (width ≤ i < width + payload) in `slot`. */
   wordAt(slot: number, i: number): number {
-    return this.keys[slot * this.width + i] as number;
+    return this.keys[slot * this.stride + i] as number;
   }
 
-  /** Copies the key in `slot` into `out`. */
+  /** Sets payload word `i` (width ≤ i < width + payload) in `slot`. */
+  setWordAt(slot: number, i: number, value: number): void {
+    if (i < this.width || i >= this.stride) throw new RangeError(`word ${i} is not a payload word`);
+    this.keys[slot * this.stride + i] = value;
+  }
+
+  /** Copies the key and payload in `slot` into `out`. */
   keyAt(slot: number, out: Uint32Array): Uint32Array {
-    const base = slot * this.width;
-    for (let i = 0; i < this.width; i++) out[i] = this.keys[base + i] as number;
+    const base = slot * this.stride;
+    for (let i = 0; i < this.stride; i++) out[i] = this.keys[base + i] as number;
     return out;
   }
 

@@ -6,7 +6,7 @@
  * a line cut by a chunk boundary is copied, into a carry buffer of at most
  * MAX_LINE_BYTES, so memory does not grow with the table.
  */
-import { MAX_LINE_BYTES, ParsedLine, parseLine, type StateNames } from './line.js';
+import { lineEnd, MAX_LINE_BYTES, ParsedLine, parseLine, type StateNames } from './line.js';
 import type { TableTally } from './tally.js';
 
 const NL = 0x0a;
@@ -43,10 +43,19 @@ export class TableScanner {
       p = nl + 1;
     }
     const last = chunk.lastIndexOf(NL);
-    if (last >= p) {
-      while (p <= last) {
+    // Complete lines end at or before `last`; the parser finds each newline as it goes.
+    while (p <= last) {
+      if (chunk[p] === NL) {
+        p++;
+        continue;
+      }
+      this.lines++;
+      if (parseLine(chunk, p, last + 1, this.parsed, this.states)) {
+        this.tally.add(this.parsed);
+        p = lineEnd + 1;
+      } else {
         const nl = chunk.indexOf(NL, p);
-        this.line(chunk, p, nl);
+        this.malformed(chunk, p, nl);
         p = nl + 1;
       }
     }

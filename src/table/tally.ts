@@ -73,6 +73,15 @@ export interface TableSummary {
 const DEST_WIDTH = 5;
 /** Words per (destination, source) key: destination key + source address (4). */
 const PAIR_WIDTH = 9;
+/**
+ * Payload of a destination key: its first entry's source address (4) and
+ * whether that entry's pair is still to be counted (1). Most destinations of
+ * a big table have a single entry, which can never decide the source-ports
+ * maximum; holding the first pair back until a second entry arrives saves
+ * the pair lookup for all of them.
+ */
+const DEST_PAYLOAD = 5;
+const PENDING_WORD = PAIR_WIDTH;
 
 export interface TallyOptions {
   /** How many top destinations to report (0: skip destination counting). */
@@ -92,7 +101,8 @@ export class TableTally {
   private readonly perProtocol = new Float64Array(2 * 256);
   private readonly destinations: HeavyHitters | undefined;
   private readonly pairs: HeavyHitters | undefined;
-  private readonly key = new Uint32Array(PAIR_WIDTH);
+  private readonly key = new Uint32Array(PAIR_WIDTH + 1);
+  private readonly firstKey = new Uint32Array(PAIR_WIDTH + 1);
   readonly topDestinations: number;
 
   constructor(
@@ -102,7 +112,7 @@ export class TableTally {
     this.topDestinations = options.topDestinations;
     if (this.topDestinations > 0) {
       const capacity = options.keyCapacity ?? DEFAULT_KEY_CAPACITY;
-      this.destinations = new HeavyHitters(DEST_WIDTH, capacity);
+      this.destinations = new HeavyHitters(DEST_WIDTH, capacity, DEST_PAYLOAD);
       this.pairs = new HeavyHitters(PAIR_WIDTH, capacity);
     }
   }
@@ -126,15 +136,22 @@ export class TableTally {
     key[2] = dst[2] as number;
     key[3] = dst[3] as number;
     key[4] = (family << 25) | ((line.hasPorts ? 1 : 0) << 24) | (line.protocol << 16) | line.dport;
-    this.destinations.add(key);
-    if (line.hasPorts) {
-      const src = line.src;
-      key[5] = src[0] as number;
-      key[6] = src[1] as number;
-      key[7] = src[2] as number;
-      key[8] = src[3] as number;
-      this.pairs.add(key);
+    const src = line.src;
+    key[5] = src[0] as number;
+    key[6] = src[1] as number;
+    key[7] = src[2] as number;
+    key[8] = src[3] as number;
+    key[PENDING_WORD] = 1;
+    const dests = this.destinations;
+    const count = dests.add(key);
+    if (!line.hasPorts || count < 2) return;
+    const slot = dests.lastSlot;
+    if (dests.wordAt(slot, PENDING_WORD) === 1) {
+      // The destination's first entry (source kept in the payload) joins its pairs now.
+      this.pairs.add(dests.keyAt(slot, this.firstKey));
+      dests.setWordAt(slot, PENDING_WORD, 0);
     }
+    this.pairs.add(key);
   }
 
   /** Forgets the counts, keeping the memory, for the next scan. */
@@ -166,7 +183,8 @@ export class TableTally {
       flags,
       destinations: this.topList(),
       destinationsError: this.destinations?.decremented ?? 0,
-      sourcePortsError: this.pairs?.decremented ?? 0,
+      // A held-back first pair is lost if its destination is dropped by a purge before its second entry.
+      sourcePortsError: (this.pairs?.decremented ?? 0) + (this.destinations?.decremented ?? 0),
     };
   }
 

@@ -69,6 +69,22 @@ describe('HeavyHitters', () => {
     expect(heavy).toBe(10);
   });
 
+  it('stores payload words with a new key, returns counts, and keeps payloads across purges', () => {
+    const hh = new HeavyHitters(1, 4, 2);
+    expect(hh.add(key(7, 70, 71))).toBe(1);
+    expect(hh.add(key(7, 99, 99))).toBe(2);
+    const slot = hh.lastSlot;
+    expect([hh.wordAt(slot, 1), hh.wordAt(slot, 2)]).toEqual([70, 71]);
+    hh.setWordAt(slot, 2, 5);
+    expect(() => hh.setWordAt(slot, 0, 1)).toThrow(RangeError);
+    for (let i = 0; i < 20; i++) hh.add(key(7, 0, 0));
+    for (let i = 0; i < 10; i++) hh.add(key(100 + i, 0, 0));
+    expect(hh.exact).toBe(false);
+    const kept = Array.from({ length: hh.slotCount }, (_, s) => s).find((s) => hh.countAt(s) > 0 && hh.wordAt(s, 0) === 7);
+    expect(kept).toBeDefined();
+    expect([hh.wordAt(kept!, 1), hh.wordAt(kept!, 2)]).toEqual([70, 5]);
+  });
+
   it('forgets everything on clear and rejects a bad shape', () => {
     const hh = new HeavyHitters(1, 2);
     for (let i = 0; i < 10; i++) hh.add(key(i));

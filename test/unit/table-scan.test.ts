@@ -124,6 +124,43 @@ describe('table scan of a 6.18 /proc/net/nf_conntrack', () => {
   });
 });
 
+describe('source ports per destination', () => {
+  const udp = (src: string, sport: number, dst: string): string =>
+    `ipv4     2 udp      17 29 src=${src} dst=${dst} sport=${sport} dport=53 src=${dst} dst=${src} sport=53 dport=${sport} mark=0 use=2\n`;
+
+  it('counts the first entry of a destination once its second arrives, whoever sent it', () => {
+    const text = udp('10.0.0.1', 1, '10.9.9.9') + udp('10.0.0.2', 2, '10.9.9.9') + udp('10.0.0.2', 3, '10.9.9.9') + udp('10.0.0.1', 4, '10.9.9.8');
+    const { summary } = scanText(text);
+    expect(summary.destinations.map((d) => [d.destination, d.entries, d.sourcePorts])).toEqual([
+      ['10.9.9.9', 3, 2],
+      ['10.9.9.8', 1, 1],
+    ]);
+    const again = scanText(udp('10.0.0.1', 1, '10.9.9.9') + udp('10.0.0.1', 2, '10.9.9.9') + udp('10.0.0.2', 3, '10.9.9.9')).summary;
+    expect(again.destinations[0]).toMatchObject({ entries: 3, sourcePorts: 2 });
+  });
+
+  it('stays within the reported error bound when distinct destinations overflow the tables', () => {
+    const lines: string[] = [];
+    // 300 entries from one source toward one destination, among 3,000 single-entry destinations.
+    for (let i = 0; i < 3300; i++) {
+      lines.push(i % 11 === 0 ? udp('10.0.0.1', 10_000 + i, '10.9.9.9') : udp('10.0.0.2', i, `10.8.${i >> 8}.${i & 255}`));
+    }
+    const states = new StateNames();
+    const tally = new TableTally(states, { topDestinations: 1, keyCapacity: 64 });
+    const scanner = new TableScanner(tally, states);
+    scanner.push(Buffer.from(lines.join('')));
+    const summary = tally.summary();
+    const top = summary.destinations[0]!;
+    expect(summary.destinationsError).toBeGreaterThan(0);
+    expect(summary.destinationsError).toBeLessThanOrEqual((2 * 3300) / 64);
+    expect(top.destination).toBe('10.9.9.9');
+    expect(top.entries).toBeLessThanOrEqual(300);
+    expect(top.entries).toBeGreaterThanOrEqual(300 - summary.destinationsError);
+    expect(top.sourcePorts).toBeLessThanOrEqual(300);
+    expect(top.sourcePorts).toBeGreaterThanOrEqual(300 - summary.sourcePortsError);
+  });
+});
+
 describe('other layouts', () => {
   it('the old /proc/net/ip_conntrack layout', () => {
     const { summary, scanner } = scanText(readFileSync(join(FIXTURES, 'ip_conntrack-2.6.txt'), 'latin1'));

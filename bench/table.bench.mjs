@@ -1,0 +1,263 @@
+#!/usr/bin/env node
+// Table-scan benchmark (issue 3): a 1,000,000-entry connection table in a
+// network namespace, then, in one run:
+//   - the floor: `cat /proc/net/nf_conntrack > /dev/null` inside the namespace;
+//   - the exporter (dist/main.js, run inside the namespace): scan wall time
+//     (its conntrack_table_scan_duration_seconds), peak RSS (VmHWM) and
+//     /metrics latency p50/p99 while scans run, and for comparison between scans.
+// Twice: with the default collectors (as shipped) and with the table collector
+// alone, which isolates what the scan itself costs.
+//
+// Needs root. Holds the kernel-test lock of test/helpers/kernel.ts for the
+// whole run (same directory, owner file and saved-max protocol), raises the
+// global nf_conntrack_max while the table is built and restores it, and
+// deletes the namespace at the end.
+//
+// TABLE_BENCH_ENTRIES=200000 npm run bench table  — a smaller table.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MAIN = join(ROOT, 'dist', 'main.js');
+const ENTRIES = Number(process.env.TABLE_BENCH_ENTRIES ?? 1_000_000);
+const PORT = 19790;
+const TARGETS = { scanRatio: 1.2, rssMB: 100, p99Ms: 10 };
+
+// --- The kernel-test lock and nf_conntrack_max, as in test/helpers/kernel.ts.
+const LOCK_DIR = '/tmp/conntrack-exporter-kernel-test.lock';
+const SAVED_MAX = join(LOCK_DIR, 'saved-max');
+const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
+
+function pidAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+function restoreSavedMax() {
+  if (!existsSync(SAVED_MAX)) return;
+  const saved = readFileSync(SAVED_MAX, 'utf8').trim();
+  if (/^\d+$/.test(saved)) writeFileSync(MAX_PATH, saved);
+  rmSync(SAVED_MAX, { force: true });
+}
+
+async function acquireKernelLock(timeoutMs = 15 * 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(join(LOCK_DIR, 'owner'), String(process.pid));
+      return;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(join(LOCK_DIR, 'owner'), 'utf8'));
+      } catch {
+        // Owner file not written yet; treat as held.
+      }
+      if (Number.isInteger(owner) && !pidAlive(owner)) {
+        restoreSavedMax();
+        rmSync(LOCK_DIR, { recursive: true, force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${LOCK_DIR} (held by pid ${owner})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+function releaseKernelLock() {
+  restoreSavedMax();
+  rmSync(LOCK_DIR, { recursive: true, force: true });
+}
+
+/** Raises nf_conntrack_max (under the lock), saving the old value for a crash-safe restore. Returns a restore function. */
+function raiseConntrackMax(value) {
+  const previous = readFileSync(MAX_PATH, 'utf8').trim();
+  if (!existsSync(SAVED_MAX)) writeFileSync(SAVED_MAX, previous);
+  if (Number(previous) < value) writeFileSync(MAX_PATH, String(value));
+  return () => {
+    writeFileSync(MAX_PATH, previous);
+    if (existsSync(SAVED_MAX) && readFileSync(SAVED_MAX, 'utf8').trim() === previous) rmSync(SAVED_MAX, { force: true });
+  };
+}
+
+// --- Helpers.
+function run(file, args, opts = {}) {
+  const r = spawnSync(file, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
+  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')} exited ${r.status ?? r.signal}: ${(r.stderr ?? '').trim()}`);
+  return r.stdout;
+}
+
+const inNs = (ns, file, args, opts) => run('ip', ['netns', 'exec', ns, file, ...args], opts);
+
+function quantile(sorted, q) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+const median = (values) => quantile([...values].sort((a, b) => a - b), 0.5);
+
+/** Wall time of `fn` in seconds. */
+function timed(fn) {
+  const t = performance.now();
+  fn();
+  return (performance.now() - t) / 1000;
+}
+
+// Distinct UDP flows from 10.0.0.1 (on lo), one source port per 1000 flows, to 10.1.x.y: delivered to
+// no socket, the entries stay (UDP timeout raised). Ten "hot" destinations 10.9.0.k:6379 get one flow
+// from every k-th socket, so the top list has distinct counts above a million distinct destinations.
+const FLOOD_SCRIPT = `
+const dgram = require('node:dgram');
+const n = Number(process.argv[1]);
+(async () => {
+  const payload = Buffer.alloc(1);
+  const perSocket = 1000;
+  for (let s = 0; s * perSocket < n; s++) {
+    const sock = dgram.createSocket('udp4');
+    await new Promise((r) => sock.bind(1024 + s, '10.0.0.1', r));
+    for (let i = 0; i < perSocket && s * perSocket + i < n; i++) {
+      const d = s * perSocket + i;
+      const hot = i < 10 && s % (i + 1) === 0;
+      const ip = hot ? '10.9.0.' + (i + 1) : '10.1.' + ((d >> 8) & 255) + '.' + (d & 255);
+      const port = hot ? 6379 : 1024 + (d >> 16);
+      await new Promise((r) => sock.send(payload, port, ip, r));
+    }
+    sock.close();
+  }
+})();
+`;
+
+// GETs /metrics every 5 ms until it has seen `scans` completed scans (or the deadline), recording each
+// request's start, latency and the scan the body reports.
+const PROBE_SCRIPT = `
+const [url, scans, limitMs] = process.argv.slice(1);
+(async () => {
+  const requests = [], seen = new Map();
+  const deadline = Date.now() + Number(limitMs);
+  while (seen.size < Number(scans) && Date.now() < deadline) {
+    const start = performance.timeOrigin + performance.now();
+    let body = '';
+    try { body = await (await fetch(url)).text(); } catch { await new Promise((r) => setTimeout(r, 50)); continue; }
+    const end = performance.timeOrigin + performance.now();
+    requests.push([start, end - start]);
+    const ts = /^conntrack_table_scan_timestamp_seconds (\\S+)$/m.exec(body);
+    const dur = /^conntrack_table_scan_duration_seconds (\\S+)$/m.exec(body);
+    const lines = /^conntrack_table_scanned_entries (\\S+)$/m.exec(body);
+    if (ts && dur) seen.set(ts[1], [Number(ts[1]), Number(dur[1]), Number(lines?.[1])]);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  console.log(JSON.stringify({ requests, scans: [...seen.values()] }));
+})();
+`;
+
+/** Runs the exporter in `ns` with `args` through two completed scans; returns its figures. */
+async function measureExporter(ns, args) {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, MAIN, `--web.listen-address=127.0.0.1:${PORT}`, '--collector.table.interval=1s', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (b) => (log += b.toString()));
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`exporter did not start:\n${log}`)), 20_000);
+      child.stderr.on('data', () => log.includes('listening on') && (clearTimeout(timer), resolve()));
+      child.on('exit', (code) => reject(new Error(`exporter exited ${code}:\n${log}`)));
+    });
+    // The first scan starts with the exporter; the next one 10× its duration after it.
+    const probe = JSON.parse(inNs(ns, process.execPath, ['-e', PROBE_SCRIPT, `http://127.0.0.1:${PORT}/metrics`, '2', '300000']));
+    // `ip netns exec` execs the exporter, so the child's pid is the exporter's.
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const hwmMB = Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024;
+    const scans = probe.scans.map(([end, duration, lines]) => ({ start: end - duration, end, duration, lines }));
+    const during = [];
+    const between = [];
+    for (const [start, latency] of probe.requests) {
+      const s = start / 1000;
+      const e = s + latency / 1000;
+      (scans.some((scan) => s < scan.end && e > scan.start) ? during : between).push(latency);
+    }
+    during.sort((a, b) => a - b);
+    between.sort((a, b) => a - b);
+    return { scans, hwmMB, during, between };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+  }
+}
+
+function report(name, floor, r) {
+  const scanSeconds = median(r.scans.map((s) => s.duration));
+  const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+  const p50 = quantile(r.during, 0.5);
+  const p99 = quantile(r.during, 0.99);
+  console.log(`\n--- exporter, ${name}`);
+  console.log(`scans measured:        ${r.scans.map((s) => `${fmt(s.duration)} s (${s.lines} lines)`).join(', ')}`);
+  console.log(`scan wall time:        ${fmt(scanSeconds)} s  = ${fmt(scanSeconds / floor)}× the floor (target ≤ ${TARGETS.scanRatio}×)  ${scanSeconds / floor <= TARGETS.scanRatio ? 'MET' : 'MISSED'}`);
+  console.log(`peak RSS (VmHWM):      ${fmt(r.hwmMB, 1)} MB  = ${fmt(r.hwmMB / TARGETS.rssMB)}× the target ${TARGETS.rssMB} MB  ${r.hwmMB <= TARGETS.rssMB ? 'MET' : 'MISSED'}`);
+  console.log(`/metrics during scans: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms over ${r.during.length} requests  = ${fmt(p99 / TARGETS.p99Ms)}× the target p99 ${TARGETS.p99Ms} ms  ${p99 <= TARGETS.p99Ms ? 'MET' : 'MISSED'}`);
+  console.log(`/metrics between:      p50 ${fmt(quantile(r.between, 0.5))} ms, p99 ${fmt(quantile(r.between, 0.99))} ms over ${r.between.length} requests`);
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error('the table benchmark needs root (network namespaces, nf_conntrack_max)');
+  if (!existsSync(MAX_PATH)) throw new Error(`${MAX_PATH} missing: load nf_conntrack`);
+  if (!existsSync(MAIN)) throw new Error('dist/main.js missing: npm run build');
+  const { COLLECTORS } = await import(join(ROOT, 'dist', 'collectors', 'index.js'));
+  const tableOnly = COLLECTORS.filter((c) => c.name !== 'table').map((c) => `--no-collector.${c.name}`);
+
+  const ns = `cte-bench-table-${randomBytes(3).toString('hex')}`;
+  await acquireKernelLock();
+  let created = false;
+  try {
+    run('ip', ['netns', 'add', ns]);
+    created = true;
+    inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
+    inNs(ns, 'ip', ['addr', 'add', '10.0.0.1/8', 'dev', 'lo']);
+    // Any ct expression makes the kernel track this namespace; the exporter's port stays untracked.
+    const ruleset = `table inet bench {
+  chain raw_pre { type filter hook prerouting priority raw; policy accept; tcp dport ${PORT} notrack; tcp sport ${PORT} notrack; }
+  chain raw_out { type filter hook output priority raw; policy accept; tcp dport ${PORT} notrack; tcp sport ${PORT} notrack; }
+  chain track { type filter hook output priority filter; policy accept; ct state new counter accept; }
+}
+`;
+    inNs(ns, 'nft', ['-f', '-'], { input: ruleset });
+    inNs(ns, 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_udp_timeout=3600']);
+
+    const restoreMax = raiseConntrackMax(ENTRIES + 100_000);
+    let buildSeconds;
+    try {
+      buildSeconds = timed(() => inNs(ns, process.execPath, ['-e', FLOOD_SCRIPT, String(ENTRIES)], { timeout: 600_000 }));
+    } finally {
+      restoreMax();
+    }
+    const count = Number(inNs(ns, 'conntrack', ['-C']).trim());
+    console.log(`table:                 ${count} entries in ${ns}, built in ${buildSeconds.toFixed(1)} s (${Math.round(count / buildSeconds)}/s)`);
+
+    const overhead = median([1, 2, 3].map(() => timed(() => inNs(ns, 'true', []))));
+    const floors = [1, 2, 3].map(() => timed(() => inNs(ns, 'sh', ['-c', 'cat /proc/net/nf_conntrack > /dev/null'])) - overhead);
+    const floor = median(floors);
+    console.log(`floor (cat):           ${floor.toFixed(2)} s  (runs: ${floors.map((f) => f.toFixed(2)).join(', ')})`);
+
+    report('default collectors', floor, await measureExporter(ns, []));
+    report(`table collector alone (${tableOnly.join(' ')})`, floor, await measureExporter(ns, tableOnly));
+    const after = median([1, 2, 3].map(() => timed(() => inNs(ns, 'sh', ['-c', 'cat /proc/net/nf_conntrack > /dev/null'])) - overhead));
+    console.log(`\nfloor again (cat):     ${after.toFixed(2)} s  (machine load drift check)`);
+  } finally {
+    if (created) spawnSync('ip', ['netns', 'del', ns]);
+    releaseKernelLock();
+  }
+}
+
+main().catch((err) => {
+  console.error(err.stack ?? String(err));
+  process.exit(1);
+});
