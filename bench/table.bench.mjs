@@ -136,8 +136,9 @@ const n = Number(process.argv[1]);
 })();
 `;
 
-// GETs /metrics every 5 ms until it has seen `scans` completed scans (or the deadline), recording each
-// request's start, latency and the scan the body reports.
+// GETs /metrics every 20 ms (50 scrapes a second, a thousand times Prometheus' usual rate, yet not a
+// load that keeps the event loop busy by itself) until it has seen `scans` completed scans (or the
+// deadline), recording each request's start, latency and the scan the body reports.
 const PROBE_SCRIPT = `
 const [url, scans, limitMs] = process.argv.slice(1);
 (async () => {
@@ -153,7 +154,7 @@ const [url, scans, limitMs] = process.argv.slice(1);
     const dur = /^conntrack_table_scan_duration_seconds (\\S+)$/m.exec(body);
     const lines = /^conntrack_table_scanned_entries (\\S+)$/m.exec(body);
     if (ts && dur) seen.set(ts[1], [Number(ts[1]), Number(dur[1]), Number(lines?.[1])]);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
   }
   console.log(JSON.stringify({ requests, scans: [...seen.values()] }));
 })();
@@ -195,13 +196,14 @@ async function measureExporter(ns, args) {
 }
 
 function report(name, floor, r) {
-  const scanSeconds = median(r.scans.map((s) => s.duration));
+  // The second scan is the steady state; the first also pays for JIT warm-up (both are printed).
+  const scanSeconds = r.scans[r.scans.length - 1].duration;
   const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const p50 = quantile(r.during, 0.5);
   const p99 = quantile(r.during, 0.99);
   console.log(`\n--- exporter, ${name}`);
   console.log(`scans measured:        ${r.scans.map((s) => `${fmt(s.duration)} s (${s.lines} lines)`).join(', ')}`);
-  console.log(`scan wall time:        ${fmt(scanSeconds)} s  = ${fmt(scanSeconds / floor)}× the floor (target ≤ ${TARGETS.scanRatio}×)  ${scanSeconds / floor <= TARGETS.scanRatio ? 'MET' : 'MISSED'}`);
+  console.log(`scan wall time:        ${fmt(scanSeconds)} s (second scan)  = ${fmt(scanSeconds / floor)}× the floor (target ≤ ${TARGETS.scanRatio}×)  ${scanSeconds / floor <= TARGETS.scanRatio ? 'MET' : 'MISSED'}`);
   console.log(`peak RSS (VmHWM):      ${fmt(r.hwmMB, 1)} MB  = ${fmt(r.hwmMB / TARGETS.rssMB)}× the target ${TARGETS.rssMB} MB  ${r.hwmMB <= TARGETS.rssMB ? 'MET' : 'MISSED'}`);
   console.log(`/metrics during scans: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms over ${r.during.length} requests  = ${fmt(p99 / TARGETS.p99Ms)}× the target p99 ${TARGETS.p99Ms} ms  ${p99 <= TARGETS.p99Ms ? 'MET' : 'MISSED'}`);
   console.log(`/metrics between:      p50 ${fmt(quantile(r.between, 0.5))} ms, p99 ${fmt(quantile(r.between, 0.99))} ms over ${r.between.length} requests`);
@@ -243,14 +245,15 @@ async function main() {
     console.log(`table:                 ${count} entries in ${ns}, built in ${buildSeconds.toFixed(1)} s (${Math.round(count / buildSeconds)}/s)`);
 
     const overhead = median([1, 2, 3].map(() => timed(() => inNs(ns, 'true', []))));
-    const floors = [1, 2, 3].map(() => timed(() => inNs(ns, 'sh', ['-c', 'cat /proc/net/nf_conntrack > /dev/null'])) - overhead);
-    const floor = median(floors);
-    console.log(`floor (cat):           ${floor.toFixed(2)} s  (runs: ${floors.map((f) => f.toFixed(2)).join(', ')})`);
+    // The fastest of five runs: on a shared machine, the least disturbed one is the floor.
+    const floors = [1, 2, 3, 4, 5].map(() => timed(() => inNs(ns, 'sh', ['-c', 'cat /proc/net/nf_conntrack > /dev/null'])) - overhead);
+    const floor = Math.min(...floors);
+    console.log(`floor (cat):           ${floor.toFixed(2)} s  (fastest of runs: ${floors.map((f) => f.toFixed(2)).join(', ')})`);
 
     report('default collectors', floor, await measureExporter(ns, []));
     report(`table collector alone (${tableOnly.join(' ')})`, floor, await measureExporter(ns, tableOnly));
-    const after = median([1, 2, 3].map(() => timed(() => inNs(ns, 'sh', ['-c', 'cat /proc/net/nf_conntrack > /dev/null'])) - overhead));
-    console.log(`\nfloor again (cat):     ${after.toFixed(2)} s  (machine load drift check)`);
+    const after = [1, 2, 3].map(() => timed(() => inNs(ns, 'sh', ['-c', 'cat /proc/net/nf_conntrack > /dev/null'])) - overhead);
+    console.log(`\nfloor again (cat):     ${after.map((f) => f.toFixed(2)).join(', ')} s  (load drift check; scan ratios use ${floor.toFixed(2)} s)`);
   } finally {
     if (created) spawnSync('ip', ['netns', 'del', ns]);
     releaseKernelLock();

@@ -63,8 +63,16 @@ export function readFileInWorker(path: string, sink: ChunkSink, opts: ReadOption
     };
     const onAbort = (): void => settle(abortError(signal as AbortSignal));
     signal?.addEventListener('abort', onAbort, { once: true });
-    worker.on('message', (m: ReadWorkerMessage) => {
-      if (settled) return;
+    // A port delivers every queued message in one go; parsing them one per turn of the event loop
+    // lets a scrape in between wait for one chunk (~1 ms), not for all of them.
+    const queue: ReadWorkerMessage[] = [];
+    let draining = false;
+    const drainOne = (): void => {
+      const m = queue.shift();
+      if (m === undefined || settled) {
+        draining = false;
+        return;
+      }
       if (m.type === 'chunk') {
         try {
           sink(Buffer.from(m.buffer, 0, m.length));
@@ -80,9 +88,21 @@ export function readFileInWorker(path: string, sink: ChunkSink, opts: ReadOption
       } else {
         settle(new Error(`cannot read ${path}: ${m.message}`));
       }
+      setImmediate(drainOne);
+    };
+    worker.on('message', (m: ReadWorkerMessage) => {
+      queue.push(m);
+      if (!draining) {
+        draining = true;
+        setImmediate(drainOne);
+      }
     });
     worker.on('error', (err) => settle(new Error(`table reader thread failed: ${err.message}`, { cause: err })));
-    worker.on('exit', (code) => settle(new Error(`table reader thread exited with ${code} before the end of ${path}`)));
+    worker.on('exit', (code) => {
+      // The worker exits once it has posted its last message; those may still be queued here.
+      if (queue.some((m) => m.type !== 'chunk')) return;
+      settle(new Error(`table reader thread exited with ${code} before the end of ${path}`));
+    });
   });
 }
 
