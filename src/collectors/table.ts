@@ -35,6 +35,8 @@ class TableCollector {
 
   /** A completed scan not yet published. */
   private pending: { result: ScanResult; completedAt: number } | undefined;
+  /** Malformed lines of scans completed since the last publish (a scan may replace an unpublished one). */
+  private unpublishedErrors = 0;
   private published = false;
   private lastError: Error | undefined;
   private lastSource: string | undefined;
@@ -149,6 +151,7 @@ class TableCollector {
       });
       this.lastError = undefined;
       this.pending = { result, completedAt: Date.now() / 1000 };
+      this.unpublishedErrors += result.errors;
       this.logScan(result);
     } catch (err) {
       if (this.closed) return;
@@ -210,7 +213,8 @@ class TableCollector {
     this.duration.setOnly(result.durationSeconds);
     this.timestamp.setOnly(completedAt);
     this.scanned.setOnly(result.lines);
-    this.parseErrors.inc(result.errors);
+    this.parseErrors.inc(this.unpublishedErrors);
+    this.unpublishedErrors = 0;
     this.published = true;
   }
 

@@ -27,8 +27,10 @@ export interface ReadOptions {
 export const CHUNK_BYTES = 64 * 1024;
 /** Chunks in flight between the worker and the main thread. */
 const WORKER_BUFFERS = 8;
-/** How long the in-process reader reads before yielding to the event loop. */
-const SLICE_MS = 4;
+/** How long a reader parses before yielding to the event loop. */
+const SLICE_MS = 2;
+/** Bytes handed to the parser at a time from a worker chunk, between checks of the slice time. */
+const PIECE_BYTES = 16 * 1024;
 
 /** Thrown when the file to read does not exist. */
 export class SourceAbsentError extends Error {
@@ -63,32 +65,49 @@ export function readFileInWorker(path: string, sink: ChunkSink, opts: ReadOption
     };
     const onAbort = (): void => settle(abortError(signal as AbortSignal));
     signal?.addEventListener('abort', onAbort, { once: true });
-    // A port delivers every queued message in one go; parsing them one per turn of the event loop
-    // lets a scrape in between wait for one chunk (~1 ms), not for all of them.
+    // A port delivers every queued message in one go. Parsing them in pieces, yielding to the event
+    // loop every SLICE_MS, lets a scrape in between wait for one piece, not for every queued chunk
+    // (which matters most while the parser is still unoptimized, early in the first scan).
     const queue: ReadWorkerMessage[] = [];
     let draining = false;
+    let offset = 0; // parsed bytes of the chunk at the head of the queue
     const drainOne = (): void => {
-      const m = queue.shift();
+      const sliceEnd = performance.now() + SLICE_MS;
+      let m = queue[0];
+      while (m !== undefined && m.type === 'chunk' && !settled) {
+        const piece = Math.min(m.length, offset + PIECE_BYTES);
+        try {
+          sink(Buffer.from(m.buffer, offset, piece - offset));
+        } catch (err) {
+          settle(err as Error);
+          return;
+        }
+        offset = piece;
+        if (offset === m.length) {
+          queue.shift();
+          offset = 0;
+          worker.postMessage(m.buffer, [m.buffer]);
+          m = queue[0];
+        }
+        if (performance.now() >= sliceEnd) break;
+      }
       if (m === undefined || settled) {
         draining = false;
         return;
       }
       if (m.type === 'chunk') {
-        try {
-          sink(Buffer.from(m.buffer, 0, m.length));
-        } catch (err) {
-          settle(err as Error);
-          return;
-        }
-        worker.postMessage(m.buffer, [m.buffer]);
-      } else if (m.type === 'end') {
+        setImmediate(drainOne);
+        return;
+      }
+      queue.shift();
+      if (m.type === 'end') {
         settle();
       } else if (m.code === 'ENOENT') {
         settle(new SourceAbsentError(`${path} does not exist`));
       } else {
         settle(new Error(`cannot read ${path}: ${m.message}`));
       }
-      setImmediate(drainOne);
+      draining = false;
     };
     worker.on('message', (m: ReadWorkerMessage) => {
       queue.push(m);

@@ -1,3 +1,5 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -81,6 +83,26 @@ describe('collector table', () => {
     }
     expect(m.get('conntrack_scrape_collector_success{collector="table"}')).toBe(0);
     expect([...m.keys()].filter((k) => k.startsWith('conntrack_table_') && !k.startsWith('conntrack_table_parse_errors'))).toEqual([]);
+  });
+
+  it('counts malformed lines in conntrack_table_parse_errors_total and keeps the good ones', async () => {
+    const procfs = mkdtempSync(join(tmpdir(), 'table-procfs-'));
+    try {
+      mkdirSync(join(procfs, 'net'));
+      mkdirSync(join(procfs, 'sys', 'net', 'netfilter'), { recursive: true });
+      copyFileSync(join(FIXTURES, 'malformed.txt'), join(procfs, 'net', 'nf_conntrack'));
+      writeFileSync(join(procfs, 'sys', 'net', 'netfilter', 'nf_conntrack_count'), '2\n');
+      app = await buildTestApp({ collectors: [tableCollector], args: [`--path.procfs=${procfs}`, '--collector.table.source=procfs'] });
+      const m = await afterFirstScan(app);
+      expect(m.get('conntrack_table_parse_errors_total')).toBe(9);
+      expect(m.get('conntrack_table_scanned_entries')).toBe(11);
+      expect(m.get('conntrack_table_entries{family="ipv4",protocol="udp",state="none"}')).toBe(2);
+      expect(m.get('conntrack_scrape_collector_success{collector="table"}')).toBe(1);
+    } finally {
+      await app?.close();
+      app = undefined;
+      rmSync(procfs, { recursive: true, force: true });
+    }
   });
 
   it('rejects bad flag values', async () => {
