@@ -232,7 +232,8 @@ async function main() {
 }
 `;
     inNs(ns, 'nft', ['-f', '-'], { input: ruleset });
-    inNs(ns, 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_udp_timeout=3600']);
+    // /proc/sys/net is the namespace's own; a per-namespace UDP timeout keeps the flood's entries.
+    inNs(ns, 'sh', ['-c', 'echo 3600 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout']);
 
     const restoreMax = raiseConntrackMax(ENTRIES + 100_000);
     let buildSeconds;

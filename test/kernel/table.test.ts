@@ -265,7 +265,8 @@ describeKernel('collector table on the real kernel', () => {
   it('/metrics stays responsive while a ~50,000-entry table is scanned', async () => {
     const flows = 50_000;
     await ns.exec('ip', ['addr', 'add', '10.0.0.1/8', 'dev', 'lo']);
-    await ns.exec('sysctl', ['-qw', 'net.netfilter.nf_conntrack_udp_timeout=600']);
+    // /proc/sys/net is the namespace's own (no procps needed for sysctl).
+    await ns.exec('sh', ['-c', 'echo 600 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout']);
     await ns.exec(process.execPath, ['-e', FLOOD_SCRIPT, String(flows)], { timeoutMs: 120_000 });
     expect(await ns.conntrackCount()).toBeGreaterThanOrEqual(flows);
 
