@@ -15,6 +15,9 @@ import { nextScanDelayMs } from '../table/schedule.js';
 import { SourceAbsentError } from '../table/sources.js';
 import { NoDataError, type CollectorContext, type CollectorDefinition } from './collector.js';
 
+/** How long start() waits for the first scan (a small table takes milliseconds). */
+const FIRST_SCAN_WAIT_MS = 1000;
+
 const SOURCE_HELP = 'last completed scan of /proc/net/nf_conntrack or conntrack -L, every --collector.table.interval';
 
 class TableCollector {
@@ -44,6 +47,10 @@ class TableCollector {
   private warnedMalformed = false;
 
   private timer: NodeJS.Timeout | undefined;
+  private firstScanDone!: () => void;
+  private readonly firstScan = new Promise<void>((resolve) => {
+    this.firstScanDone = resolve;
+  });
   private running: Promise<void> | undefined;
   private readonly abort = new AbortController();
   private closed = false;
@@ -102,8 +109,17 @@ class TableCollector {
   }
 
   async start(): Promise<void> {
-    // The first scan starts now but is not awaited: listening must not wait for a big table.
     this.schedule(0);
+    // Wait a little for the first scan, so a small table is there at the first scrape; listening
+    // must not wait for a big one.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.firstScan,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, FIRST_SCAN_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   async close(): Promise<void> {
@@ -154,7 +170,10 @@ class TableCollector {
       this.unpublishedErrors += result.errors;
       this.logScan(result);
     } catch (err) {
-      if (this.closed) return;
+      if (this.closed) {
+        this.firstScanDone();
+        return;
+      }
       const e = err as Error;
       this.lastError =
         err instanceof SourceAbsentError
@@ -162,6 +181,7 @@ class TableCollector {
           : new Error(`table scan failed: ${e.message}`, { cause: err });
       this.pending = undefined;
     }
+    this.firstScanDone();
     this.schedule(nextScanDelayMs(this.intervalMs, performance.now() - started));
   }
 

@@ -182,13 +182,34 @@ export function streamCommand(file: string, args: readonly string[], sink: Chunk
       child.kill('SIGKILL');
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // Parse in pieces within SLICE_MS, pausing the pipe meanwhile, so a scrape never waits for
+    // more than one slice (the tool writes faster than the parser reads at first, while cold).
+    const queue: Buffer[] = [];
+    const drain = (): void => {
+      const sliceEnd = performance.now() + SLICE_MS;
+      while (queue.length > 0 && !failure) {
+        const chunk = queue[0] as Buffer;
+        const piece = chunk.subarray(0, PIECE_BYTES);
+        try {
+          sink(piece);
+        } catch (err) {
+          failure = err as Error;
+          child.kill('SIGKILL');
+          return;
+        }
+        if (piece.length === chunk.length) queue.shift();
+        else queue[0] = chunk.subarray(piece.length);
+        if (performance.now() >= sliceEnd) break;
+      }
+      if (queue.length > 0 && !failure) setImmediate(drain);
+      else child.stdout.resume();
+    };
     child.stdout.on('data', (chunk: Buffer) => {
       if (failure) return;
-      try {
-        sink(chunk);
-      } catch (err) {
-        failure = err as Error;
-        child.kill('SIGKILL');
+      queue.push(chunk);
+      if (queue.length === 1) {
+        child.stdout.pause();
+        setImmediate(drain);
       }
     });
     child.stderr.on('data', (b: Buffer) => {
@@ -197,11 +218,17 @@ export function streamCommand(file: string, args: readonly string[], sink: Chunk
     child.on('error', (e: NodeJS.ErrnoException) => {
       failure ??= new CommandError(`cannot run ${file}: ${e.message}`, e.code === 'ENOENT', { cause: e });
     });
-    child.on('close', (code, sig) => {
+    const finish = (code: number | null, sig: NodeJS.Signals | null): void => {
+      // Output already received is parsed before the scan ends.
+      if (queue.length > 0 && !failure) {
+        setImmediate(() => finish(code, sig));
+        return;
+      }
       signal?.removeEventListener('abort', onAbort);
       if (failure) reject(failure);
       else if (code !== 0) reject(new CommandError(`${what} exited with ${code ?? sig}: ${stderr.trim().slice(0, 300)}`));
       else resolve();
-    });
+    };
+    child.on('close', finish);
   });
 }
