@@ -34,7 +34,10 @@ export interface CollectorContext {
 }
 
 export interface Collector {
-  /** Refreshes this collector's metrics. Throwing marks the collector failed for this scrape. */
+  /**
+   * Refreshes this collector's metrics. Throwing marks the collector failed for this scrape; unless
+   * the error is a NoDataError, the runner also empties every SnapshotGauge the collector registered.
+   */
   update(): Promise<void>;
   /** Starts background work, once, after construction. */
   start?(): Promise<void>;
@@ -52,7 +55,10 @@ export interface CollectorDefinition {
   create(ctx: CollectorContext): Collector;
 }
 
-/** Thrown by a collector whose source does not exist on this host (module not loaded, file absent). */
+/**
+ * Thrown by a collector whose source does not exist on this host (module not loaded, file absent),
+ * after it has published what it could read: its gauges are left as they are.
+ */
 export class NoDataError extends Error {
   override readonly name = 'NoDataError';
 }

@@ -2,7 +2,10 @@
  * Runs the enabled collectors on each scrape and reports their health.
  *
  * Collectors run concurrently; each one's failure is caught, logged and
- * reported as `conntrack_scrape_collector_success{collector} 0`. Concurrent
+ * reported as `conntrack_scrape_collector_success{collector} 0`. A failure
+ * other than NoDataError also empties the collector's gauges, so a source that
+ * breaks stops serving the values of its last good reading (a collector that
+ * throws NoDataError has already published what it could read). Concurrent
  * scrapes are serialised so that one scrape's readings are never mixed with
  * another's, and counter deltas are taken once per reading.
  */
@@ -10,12 +13,15 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { Flags } from '../config/flags.js';
+import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
 import { NoDataError, type Collector, type CollectorContext, type CollectorDefinition } from './collector.js';
 
 interface Running {
   readonly name: string;
   readonly collector: Collector;
   readonly logger: Logger;
+  /** The gauges the collector registered, emptied when it fails. */
+  readonly gauges: readonly SnapshotGauge<string>[];
   /** Last failure message, to log a repeated failure once rather than on every scrape. */
   lastError?: string;
 }
@@ -45,8 +51,12 @@ export class CollectorRunner {
     for (const def of definitions) {
       if (!isEnabled(base.flags, def)) continue;
       const logger = base.logger.child({ collector: def.name });
+      const before = new Set<unknown>(base.registry.getMetricsAsArray());
       const collector = def.create({ ...base, logger });
-      this.running.push({ name: def.name, collector, logger });
+      const gauges = (base.registry.getMetricsAsArray() as unknown[]).filter(
+        (m): m is SnapshotGauge<string> => m instanceof SnapshotGauge && !before.has(m),
+      );
+      this.running.push({ name: def.name, collector, logger, gauges });
     }
   }
 
@@ -84,6 +94,7 @@ export class CollectorRunner {
       r.lastError = undefined;
     } catch (err) {
       ok = 0;
+      if (!(err instanceof NoDataError)) for (const g of r.gauges) g.clear();
       const message = err instanceof Error ? err.message : String(err);
       if (message !== r.lastError) {
         // Log each distinct failure once; "absent on this host" is information, not a warning.

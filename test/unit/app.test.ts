@@ -134,6 +134,26 @@ describe('core collectors over fixture trees', () => {
     }
   });
 
+  it('drops the gauges of a collector whose source breaks, instead of serving its last values', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cte-stale-'));
+    try {
+      cpSync(proc('6.18'), dir, { recursive: true });
+      app = await buildTestApp({ args: [`--path.procfs=${dir}`], ...onlyCore() });
+      expect(samples((await scrape(app)).body).get('conntrack_entries')).toBe(14);
+      writeFileSync(join(dir, 'sys/net/netfilter/nf_conntrack_count'), 'garbage\n');
+      let s = samples((await scrape(app)).body);
+      expect(s.get('conntrack_scrape_collector_success{collector="conntrack"}')).toBe(0);
+      expect(s.has('conntrack_entries')).toBe(false);
+      expect(s.has('conntrack_entries_limit')).toBe(false);
+      writeFileSync(join(dir, 'sys/net/netfilter/nf_conntrack_count'), '15\n');
+      s = samples((await scrape(app)).body);
+      expect(s.get('conntrack_scrape_collector_success{collector="conntrack"}')).toBe(1);
+      expect(s.get('conntrack_entries')).toBe(15);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('feeds counters by the change between scrapes, across a u32 wrap of one CPU', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cte-wrap-'));
     try {
