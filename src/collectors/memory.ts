@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { arch, endianness } from 'node:os';
 import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
 import { parseAuxvPageSize } from '../procfs/auxv.js';
-import { isNotFound } from '../procfs/fs.js';
+import { isNotFound, parseIntFile } from '../procfs/fs.js';
 import { parseMeminfo } from '../procfs/meminfo.js';
 import { conntrackSlab, parseSlabinfo, type ConntrackSlab } from '../procfs/slabinfo.js';
 import { readTableSize } from './conntrack.js';
@@ -139,12 +139,7 @@ export const memoryCollector: CollectorDefinition = {
         slabObject.setOnly(slab?.objsize);
         slabActive.setOnly(slab?.activeObjs);
 
-        let hs: number | undefined;
-        if ('text' in hashsizeRead) {
-          const t = hashsizeRead.text.trim();
-          if (!/^\d+$/.test(t)) throw new Error(`${hashsizePath}: expected an integer, got ${JSON.stringify(t.slice(0, 20))}`);
-          hs = Number(t);
-        }
+        const hs = 'text' in hashsizeRead ? parseIntFile(hashsizeRead.text, hashsizePath) : undefined;
         note('conntrack_hashsize', 'reason' in hashsizeRead ? hashsizeRead.reason : undefined);
         hashsize.setOnly(hs);
         const buckets = size.buckets ?? hs;
