@@ -7,6 +7,9 @@ import { parseFlags, type FlagSpec, type ParseResult } from './flags.js';
 
 export const DEFAULT_PORT = 9746;
 
+/** Paths served besides the metrics (src/app.ts); the telemetry path cannot be one of them. */
+const RESERVED_PATHS = ['/', '/healthz'];
+
 export const GLOBAL_FLAGS: readonly FlagSpec[] = [
   {
     name: 'web.listen-address',
@@ -20,7 +23,10 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
     type: 'string',
     default: '/metrics',
     help: 'Path under which to expose metrics.',
-    validate: (v) => (/^\/[^\s?#]*$/.test(String(v)) && v !== '/' ? undefined : 'expected a path such as /metrics'),
+    validate: (v) => {
+      if (!/^\/[^\s?#]*$/.test(String(v))) return 'expected a path such as /metrics';
+      return RESERVED_PATHS.includes(String(v)) ? `${String(v)} is the ${v === '/' ? 'landing page' : 'health check'}` : undefined;
+    },
   },
   {
     name: 'web.config.file',

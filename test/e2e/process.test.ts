@@ -22,6 +22,7 @@ describe('start-up errors name the problem and exit 2', () => {
     [['--no-such-flag'], 'unknown flag --no-such-flag'],
     [['--collector.stat.per-cpu=perhaps'], '--collector.stat.per-cpu'],
     [['--web.config.file=/nonexistent/web.yml'], '--web.config.file'],
+    [['--web.telemetry-path=/healthz'], '--web.telemetry-path'],
   ])('%j', async (args, message) => {
     const r = await runExporter(args);
     expect(r.code).toBe(2);
