@@ -16,6 +16,7 @@ import { CollectorRunner } from './collectors/runner.js';
 import type { Flags } from './config/flags.js';
 import { BasicAuthChecker, type WebConfig } from './config/web-config.js';
 import {
+  acceptsGzip,
   OPENMETRICS_CONTENT_TYPE,
   PROMETHEUS_CONTENT_TYPE,
   renderOpenMetrics,
@@ -126,7 +127,7 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
       const om = wantsOpenMetrics(req.headers.accept);
       const body = await runner.scrape(() => (om ? renderOpenMetrics(registry) : registry.metrics()));
       reply.type(om ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE);
-      if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+      if (acceptsGzip(req.headers['accept-encoding'])) {
         reply.header('Content-Encoding', 'gzip');
         return reply.send(await gzip(body));
       }

@@ -12,24 +12,41 @@ import { Registry } from 'prom-client';
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
 
-/** True when the Accept header prefers OpenMetrics (as Prometheus sends it). */
-export function wantsOpenMetrics(accept: string | undefined): boolean {
-  if (!accept) return false;
-  let best: { om: boolean; q: number } | undefined;
-  for (const part of accept.split(',')) {
-    const [type, ...params] = part.trim().split(';').map((s) => s.trim());
-    if (!type) continue;
-    const isOm = type === 'application/openmetrics-text';
-    const isText = type === 'text/plain' || type === '*/*';
-    if (!isOm && !isText) continue;
+/** The entries of an Accept or Accept-Encoding header with their quality (`q`, default 1). */
+function qualityList(header: string): { value: string; q: number }[] {
+  const out: { value: string; q: number }[] = [];
+  for (const part of header.split(',')) {
+    const [value, ...params] = part.trim().split(';').map((s) => s.trim());
+    if (!value) continue;
     let q = 1;
     for (const p of params) {
       const m = /^q=([0-9.]+)$/.exec(p);
       if (m) q = Number(m[1]);
     }
+    out.push({ value: value.toLowerCase(), q });
+  }
+  return out;
+}
+
+/** True when the Accept header prefers OpenMetrics (as Prometheus sends it). */
+export function wantsOpenMetrics(accept: string | undefined): boolean {
+  if (!accept) return false;
+  let best: { om: boolean; q: number } | undefined;
+  for (const { value, q } of qualityList(accept)) {
+    const isOm = value === 'application/openmetrics-text';
+    const isText = value === 'text/plain' || value === '*/*';
+    if (!isOm && !isText) continue;
     if (!best || q > best.q) best = { om: isOm, q };
   }
   return best?.om === true && best.q > 0;
+}
+
+/** True when the Accept-Encoding header accepts gzip (`gzip` or `*` with a quality above 0). */
+export function acceptsGzip(acceptEncoding: string | undefined): boolean {
+  if (!acceptEncoding) return false;
+  const list = qualityList(acceptEncoding);
+  const entry = list.find((e) => e.value === 'gzip' || e.value === 'x-gzip') ?? list.find((e) => e.value === '*');
+  return entry !== undefined && entry.q > 0;
 }
 
 function escapeLabelValue(v: string): string {

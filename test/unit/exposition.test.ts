@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { renderOpenMetrics, wantsOpenMetrics } from '../../src/metrics/exposition.js';
+import { acceptsGzip, renderOpenMetrics, wantsOpenMetrics } from '../../src/metrics/exposition.js';
 import { SnapshotGauge } from '../../src/metrics/snapshot-gauge.js';
 import { jsonLineToLogfmt } from '../../src/logger.js';
 
@@ -16,6 +16,24 @@ describe('wantsOpenMetrics', () => {
     ['application/openmetrics-text;q=0', false],
   ])('%j → %s', (accept, expected) => {
     expect(wantsOpenMetrics(accept)).toBe(expected);
+  });
+});
+
+describe('acceptsGzip', () => {
+  it.each([
+    [undefined, false],
+    ['identity', false],
+    ['gzip', true],
+    ['GZIP, deflate', true],
+    ['gzip, deflate, br', true],
+    ['deflate, gzip;q=0', false],
+    ['*', true],
+    ['*;q=0', false],
+    ['gzip;q=0, *', false],
+    ['x-gzip', true],
+    ['gzipped', false],
+  ])('%j → %s', (header, expected) => {
+    expect(acceptsGzip(header)).toBe(expected);
   });
 });
 
