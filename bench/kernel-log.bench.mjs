@@ -112,7 +112,8 @@ async function followBacklog() {
     }, 50);
     const start = performance.now();
     await source.start(sink);
-    while (counted < lines) await new Promise((r) => setTimeout(r, 50));
+    // start() began reading the backlog; idle() resolves once everything written so far is read.
+    await source.idle();
     const secs = (performance.now() - start) / 1000;
     clearInterval(sampler);
     peakMb = Math.max(peakMb, process.memoryUsage().rss / 1024 ** 2);
