@@ -140,6 +140,22 @@ describe('FileSource', () => {
     expect(source.problem()).toBeUndefined();
   });
 
+  it('reports the file missing after it is deleted, and follows it again once it is recreated', async () => {
+    writeFileSync(path, line(0));
+    const sink = new RecordingSink();
+    source = new FileSource({ path, fromStart: true, pollMs: 20 });
+    await source.start(sink);
+    await until(() => sink.lines >= 1);
+    rmSync(path);
+    await until(() => source?.problem() !== undefined);
+    expect(source.problem()?.message).toMatch(/does not exist/);
+    writeFileSync(path, line(1));
+    await until(() => sink.lines >= 2);
+    await source.idle();
+    expect(sink.seen).toEqual([0, 1]);
+    expect(source.problem()).toBeUndefined();
+  });
+
   it('counts a 1 MB line and garbage once each and keeps going', async () => {
     writeFileSync(path, '');
     const sink = new RecordingSink();

@@ -202,8 +202,11 @@ export class FileSource implements LineSource {
       next = await this.openFile(this.opts.path, 'start');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Renamed away and not recreated yet, or deleted: the old descriptor is still read, but
+      // nothing new will be written there once the writer reopens the path.
+      this.failure = new NoDataError(`${this.opts.path} does not exist (rotated or deleted, not recreated yet)`, { cause: err });
     }
-    if (!next) return; // renamed away, not yet recreated
+    if (!next) return;
     if (next.ino === cur.ino && next.dev === cur.dev) {
       await next.fh.close();
       return;
