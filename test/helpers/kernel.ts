@@ -26,6 +26,8 @@ const execFileP = promisify(execFile);
 export const IN_CI = process.env['CI'] === 'true';
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
+/** Traffic generators run inside a namespace (`node traffic.mjs <mode> …`). */
+export const TRAFFIC = join(REPO_ROOT, 'test', 'helpers', 'traffic.mjs');
 
 function which(tool: string): boolean {
   for (const dir of (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin'])) {
@@ -234,6 +236,19 @@ export class Netns {
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;
+  }
+
+  /** `count` TCP connections to 127.0.0.1:`port` held open until destroy(); resolves once they are up. */
+  holdTcp(count: number, port: number): Promise<ChildProcess> {
+    const child = this.spawn(process.execPath, [TRAFFIC, 'tcp-hold', String(count), String(port)]);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('ready')) resolve(child);
+      });
+      child.on('exit', (code) => reject(new Error(`tcp-hold exited ${code}`)));
+    });
   }
 
   /**

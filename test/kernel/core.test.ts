@@ -3,12 +3,10 @@
  * as the independent oracle. Everything happens in network namespaces made
  * here; the exporter runs inside them, as it would on a node.
  */
-import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   Netns,
-  REPO_ROOT,
+  TRAFFIC,
   acquireKernelLock,
   describeKernel,
   releaseKernelLock,
@@ -17,7 +15,6 @@ import {
   type RunningExporter,
 } from '../helpers/kernel.js';
 
-const TRAFFIC = join(REPO_ROOT, 'test', 'helpers', 'traffic.mjs');
 const PORT = 19746;
 
 /** Sums `conntrack -S` over CPUs, keyed by the exporter's canonical names. */
@@ -31,18 +28,6 @@ async function toolStatSums(ns: Netns): Promise<Map<string, number>> {
     sums.set(name, (sums.get(name) ?? 0) + Number(m[2]));
   }
   return sums;
-}
-
-function holdTcp(ns: Netns, count: number, port: number): Promise<ChildProcess> {
-  const child = ns.spawn(process.execPath, [TRAFFIC, 'tcp-hold', String(count), String(port)]);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('ready')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`tcp-hold exited ${code}`)));
-  });
 }
 
 describeKernel('core collectors on the real kernel', () => {
@@ -63,7 +48,7 @@ describeKernel('core collectors on the real kernel', () => {
   });
 
   it('conntrack_entries equals conntrack -C with real TCP and UDP flows', async () => {
-    await holdTcp(ns, 25, 7000);
+    await ns.holdTcp(25, 7000);
     await ns.exec(process.execPath, [TRAFFIC, 'udp', '40', '8000']);
     const before = await ns.conntrackCount();
     const metrics = await exporter.scrape();

@@ -22,6 +22,7 @@ import {
   IN_CI,
   Netns,
   REPO_ROOT,
+  TRAFFIC,
   acquireKernelLock,
   describeKernel,
   releaseKernelLock,
@@ -36,7 +37,6 @@ const EXPORTER_PORT = 19747;
 const PROM_PORT = 19091;
 const JOB = 'conntrack-exporter';
 const INSTANCE = `127.0.0.1:${EXPORTER_PORT}`;
-const TRAFFIC = join(REPO_ROOT, 'test', 'helpers', 'traffic.mjs');
 const RULES = join(REPO_ROOT, 'deploy', 'prometheus', 'conntrack-rules.yaml');
 const TEST_FOR = '2s';
 
@@ -53,18 +53,6 @@ const TIME_WAIT =
 interface PromResult {
   metric: Record<string, string>;
   value: [number, string];
-}
-
-function holdTcp(ns: Netns, count: number, port: number): Promise<ChildProcess> {
-  const child = ns.spawn(process.execPath, [TRAFFIC, 'tcp-hold', String(count), String(port)]);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('ready')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`tcp-hold exited ${code}`)));
-  });
 }
 
 /** TCP entries inserted over netlink, assured so that early_drop cannot evict them. */
@@ -145,7 +133,7 @@ describeKernel(
 
       // Real flows: established TCP, TIME_WAIT, unreplied UDP; and many source ports toward one
       // destination (a connection pool to Redis), inserted over netlink.
-      await holdTcp(ns, 10, 7000);
+      await ns.holdTcp(10, 7000);
       await ns.exec(process.execPath, ['-e', TIME_WAIT, '10', '7100']);
       await ns.exec(process.execPath, [TRAFFIC, 'udp', '10', '8000']);
       await insertTcp(ns, '10.1.0.1', '10.1.0.5', 6379, Array.from({ length: 30 }, (_, i) => 40000 + i));
