@@ -146,13 +146,3 @@ export function parseConntrackToolStats(text: string, source = 'conntrack -S'): 
   const cpus = [...byCpu.entries()].sort((a, b) => a[0] - b[0]).map(([cpu, values]) => ({ cpu, values }));
   return entries === undefined ? { names, cpus } : { names, cpus, entries };
 }
-
-/** Sums each stat over CPUs (not `entries`, which is per netns and repeated per row). */
-export function sumOverCpus(stats: ConntrackStats): Map<string, number> {
-  const sums = new Map<string, number>();
-  for (const name of stats.names) sums.set(name, 0);
-  for (const row of stats.cpus) {
-    for (const [name, v] of row.values) sums.set(name, (sums.get(name) ?? 0) + v);
-  }
-  return sums;
-}

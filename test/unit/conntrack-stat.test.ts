@@ -3,11 +3,21 @@ import { describe, expect, it } from 'vitest';
 import {
   parseConntrackStatFile,
   parseConntrackToolStats,
-  sumOverCpus,
+  type ConntrackStats,
 } from '../../src/procfs/conntrack-stat.js';
 import { ParseError } from '../../src/procfs/fs.js';
 
 const fixture = (p: string): string => readFileSync(new URL(`../fixtures/${p}`, import.meta.url), 'utf8');
+
+/** Each parsed stat summed over CPUs (the exporter sums per-CPU deltas instead; see DeltaCounter). */
+function sumOverCpus(stats: ConntrackStats): Map<string, number> {
+  const sums = new Map<string, number>();
+  for (const name of stats.names) sums.set(name, 0);
+  for (const row of stats.cpus) {
+    for (const [name, v] of row.values) sums.set(name, (sums.get(name) ?? 0) + v);
+  }
+  return sums;
+}
 
 /** Independent oracle: column sums computed from the raw text by position, hex by hand. */
 function columnSums(text: string): Map<string, number> {
