@@ -18,21 +18,11 @@ import {
   startExporterInNetns,
   type RunningExporter,
 } from '../helpers/kernel.js';
+import { rng } from '../helpers/rng.js';
 
 const PORT = 19760;
 const NETLINK_PORT = 19761;
 const TOP = 4;
-
-/** mulberry32: a seeded generator, so a failure can be replayed from the logged seed. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Real sockets: established and closed TCP, answered and unanswered UDP. Prints "ready" and holds on. */
 const SOCKETS_SCRIPT = `

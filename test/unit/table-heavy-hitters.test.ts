@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { HeavyHitters } from '../../src/table/heavy-hitters.js';
+import { rng } from '../helpers/rng.js';
 
 function key(...words: number[]): Uint32Array {
   return Uint32Array.from(words);
-}
-
-/** A deterministic pseudo-random generator (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('HeavyHitters', () => {
