@@ -52,7 +52,10 @@ export async function startExporter(args: readonly string[], env: NodeJS.Process
   let log = '';
   child.stdout?.on('data', (b: Buffer) => (log += b.toString()));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`exporter did not start within 15 s:\n${log}`)), 15_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`exporter did not start within 15 s:\n${log}`));
+    }, 15_000);
     child.stderr?.on('data', (b: Buffer) => {
       log += b.toString();
       const m = /"msg":"listening on (https?:\/\/[^"]+)"/.exec(log);
