@@ -75,7 +75,13 @@ export class CollectorRunner {
   /** Runs every collector's update, then `render()`, with no other scrape in between. */
   scrape<T>(render: () => Promise<T>): Promise<T> {
     const run = this.queue.then(async () => {
-      await Promise.all(this.running.map((r) => this.updateOne(r)));
+      const results = await Promise.all(this.running.map((r) => this.updateOne(r)));
+      // Set in the collectors' order, not as they finish, so the series order of /metrics is stable.
+      this.running.forEach((r, i) => {
+        const { ok, seconds } = results[i] as { ok: number; seconds: number };
+        this.success.set({ collector: r.name }, ok);
+        this.duration.set({ collector: r.name }, seconds);
+      });
       return render();
     });
     this.queue = run.then(
@@ -85,7 +91,7 @@ export class CollectorRunner {
     return run;
   }
 
-  private async updateOne(r: Running): Promise<void> {
+  private async updateOne(r: Running): Promise<{ ok: number; seconds: number }> {
     const start = performance.now();
     let ok = 1;
     try {
@@ -103,8 +109,7 @@ export class CollectorRunner {
       }
       r.lastError = message;
     }
-    this.success.set({ collector: r.name }, ok);
-    this.duration.set({ collector: r.name }, (performance.now() - start) / 1000);
+    return { ok, seconds: (performance.now() - start) / 1000 };
   }
 }
 
