@@ -5,7 +5,7 @@
  * entry's lifetime after its last packet, e.g. 120 s for TCP TIME_WAIT, is
  * what keeps short connections in a full table.
  */
-import { readdir } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import { SnapshotGauge, type Sample } from '../metrics/snapshot-gauge.js';
 import { parseTimeoutSysctlName, type TimeoutKey } from '../procfs/conntrack-timeouts.js';
 import { isNotFound, KernelFileError, type FsRoot } from '../procfs/fs.js';
@@ -19,7 +19,7 @@ const TIMEOUT_DIRS = [
 
 async function listDir(path: string): Promise<string[] | undefined> {
   try {
-    return await readdir(path);
+    return readdirSync(path); // ~40 names: inline, like the files (readTextOrAbsent)
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw new KernelFileError(`cannot list ${path}: ${(err as Error).message}`, { cause: err });

@@ -65,6 +65,23 @@ describe('parseSlabinfo', () => {
     });
   });
 
+  it('with a name filter, parses only the accepted caches, the same as parsing them all', () => {
+    for (const name of ['2.6.32', '2.6.32-statistics', '4.19', '6.18']) {
+      const all = parseSlabinfo(fixture(name));
+      const some = parseSlabinfo(fixture(name), name, isConntrackEntryCache);
+      expect(some.length).toBeGreaterThan(0);
+      expect(some).toEqual(all.filter((c) => isConntrackEntryCache(c.name)));
+      expect(conntrackSlab(some)).toEqual(conntrackSlab(all));
+    }
+  });
+
+  it('with a name filter, a malformed line of another cache is not an error, one of an accepted cache is', () => {
+    const text = 'slabinfo - version: 2.1\nkmalloc-8 garbage\nnf_conntrack 10 20 256 16 1 : tunables 0 0 0 : slabdata 2 2 0\n';
+    expect(() => parseSlabinfo(text)).toThrow(/line 2 is not a cache line/);
+    expect(conntrackSlab(parseSlabinfo(text, 'slabinfo', isConntrackEntryCache))).toEqual({ caches: ['nf_conntrack'], activeObjs: 10, objsize: 256, pages: 2 });
+    expect(() => parseSlabinfo('slabinfo - version: 2.1\nnf_conntrack 10 20\n', 'slabinfo', isConntrackEntryCache)).toThrow(/line 2 is not a cache line/);
+  });
+
   it('rejects another format version, a missing header and truncated lines', () => {
     expect(() => parseSlabinfo('slabinfo - version: 1.1\n')).toThrow(/unsupported slabinfo version 1.1/);
     expect(() => parseSlabinfo('nf_conntrack 1 2 3 4 5 : tunables 0 0 0 : slabdata 1 1 0\n')).toThrow(ParseError);
