@@ -13,7 +13,8 @@
  * thread transfers it back when parsed. So memory is fixed at
  * buffers × chunkBytes, and a slow parser throttles the reads.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync, readSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 export interface ReadWorkerData {
@@ -30,6 +31,23 @@ export type ReadWorkerMessage =
 const port = parentPort;
 if (!port) throw new Error('read-worker.js must run as a worker thread');
 const { path, chunkBytes, buffers } = workerData as ReadWorkerData;
+
+/**
+ * The table walk is background work: this thread lowers its own priority
+ * (nice 10) so that, when cores are scarce, the kernel runs the thread serving
+ * /metrics first. On Linux a nice value is per thread, and this thread's id is
+ * the last part of /proc/thread-self. Best effort: without /proc mounted as
+ * usual the read simply runs at the process's priority.
+ */
+function lowerOwnPriority(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, BACKGROUND_NICE);
+  } catch {
+    // Not Linux, or no /proc: stay at the process's priority.
+  }
+}
+export const BACKGROUND_NICE = 10;
 
 const free: ArrayBuffer[] = [];
 for (let i = 0; i < buffers; i++) free.push(new ArrayBuffer(chunkBytes));
@@ -69,6 +87,7 @@ function pump(): void {
   }
 }
 
+lowerOwnPriority();
 port.on('message', (buffer: ArrayBuffer) => {
   free.push(buffer);
   if (!done) pump();

@@ -28,7 +28,7 @@ export const CHUNK_BYTES = 64 * 1024;
 /** Chunks in flight between the worker and the main thread. */
 const WORKER_BUFFERS = 8;
 /** How long a reader parses before yielding to the event loop. */
-const SLICE_MS = 2;
+const SLICE_MS = 1;
 /** Bytes handed to the parser at a time from a worker chunk, between checks of the slice time. */
 const PIECE_BYTES = 16 * 1024;
 
