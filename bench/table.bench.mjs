@@ -142,21 +142,25 @@ const n = Number(process.argv[1]);
 const PROBE_SCRIPT = `
 const [url, scans, limitMs] = process.argv.slice(1);
 (async () => {
-  const requests = [], seen = new Map();
+  const requests = [], seen = new Map(), heap = {};
   const deadline = Date.now() + Number(limitMs);
   while (seen.size < Number(scans) && Date.now() < deadline) {
     const start = performance.timeOrigin + performance.now();
     let body = '';
     try { body = await (await fetch(url)).text(); } catch { await new Promise((r) => setTimeout(r, 50)); continue; }
     const end = performance.timeOrigin + performance.now();
-    requests.push([start, end - start]);
+    // The exporter's own event-loop delay since the previous scrape (prom-client resets it per scrape).
+    const lag = /^nodejs_eventloop_lag_max_seconds (\\S+)$/m.exec(body);
+    requests.push([start, end - start, lag ? Number(lag[1]) * 1000 : NaN]);
     const ts = /^conntrack_table_scan_timestamp_seconds (\\S+)$/m.exec(body);
     const dur = /^conntrack_table_scan_duration_seconds (\\S+)$/m.exec(body);
     const lines = /^conntrack_table_scanned_entries (\\S+)$/m.exec(body);
     if (ts && dur) seen.set(ts[1], [Number(ts[1]), Number(dur[1]), Number(lines?.[1])]);
+    // The largest V8 heap spaces seen: where the exporter's memory goes.
+    for (const m of body.matchAll(/^nodejs_heap_space_size_total_bytes\\{space="(\\w+)"\\} (\\S+)$/gm)) heap[m[1]] = Math.max(heap[m[1]] ?? 0, Number(m[2]));
     await new Promise((r) => setTimeout(r, 20));
   }
-  console.log(JSON.stringify({ requests, scans: [...seen.values()] }));
+  console.log(JSON.stringify({ requests, scans: [...seen.values()], heap }));
 })();
 `;
 
@@ -178,17 +182,27 @@ async function measureExporter(ns, args) {
     // `ip netns exec` execs the exporter, so the child's pid is the exporter's.
     const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
     const hwmMB = Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024;
+    const kB = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1]) / 1024;
+    const rssNow = { anon: kB('RssAnon'), file: kB('RssFile') };
     const scans = probe.scans.map(([end, duration, lines]) => ({ start: end - duration, end, duration, lines }));
     const during = [];
     const between = [];
-    for (const [start, latency] of probe.requests) {
+    const lagDuring = [];
+    const perScan = scans.map(() => []);
+    for (const [start, latency, lag] of probe.requests) {
       const s = start / 1000;
       const e = s + latency / 1000;
-      (scans.some((scan) => s < scan.end && e > scan.start) ? during : between).push(latency);
+      const scanIndex = scans.findIndex((scan) => s < scan.end && e > scan.start);
+      const inScan = scanIndex >= 0;
+      (inScan ? during : between).push(latency);
+      if (inScan) perScan[scanIndex].push(latency);
+      if (inScan && Number.isFinite(lag)) lagDuring.push(lag);
     }
     during.sort((a, b) => a - b);
     between.sort((a, b) => a - b);
-    return { scans, hwmMB, during, between };
+    lagDuring.sort((a, b) => a - b);
+    for (const l of perScan) l.sort((a, b) => a - b);
+    return { scans, hwmMB, during, between, lagDuring, perScan, heap: probe.heap, rssNow };
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
@@ -206,6 +220,11 @@ function report(name, floor, r) {
   console.log(`scan wall time:        ${fmt(scanSeconds)} s (second scan)  = ${fmt(scanSeconds / floor)}× the floor (target ≤ ${TARGETS.scanRatio}×)  ${scanSeconds / floor <= TARGETS.scanRatio ? 'MET' : 'MISSED'}`);
   console.log(`peak RSS (VmHWM):      ${fmt(r.hwmMB, 1)} MB  = ${fmt(r.hwmMB / TARGETS.rssMB)}× the target ${TARGETS.rssMB} MB  ${r.hwmMB <= TARGETS.rssMB ? 'MET' : 'MISSED'}`);
   console.log(`/metrics during scans: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms over ${r.during.length} requests  = ${fmt(p99 / TARGETS.p99Ms)}× the target p99 ${TARGETS.p99Ms} ms  ${p99 <= TARGETS.p99Ms ? 'MET' : 'MISSED'}`);
+  const heap = Object.entries(r.heap).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${fmt(v / 1e6, 1)}`);
+  console.log(`  per scan:            ${r.perScan.map((l, i) => `scan ${i + 1}: p50 ${fmt(quantile(l, 0.5))} ms, p99 ${fmt(quantile(l, 0.99))} ms, max ${fmt(l.at(-1))} ms (${l.length})`).join('; ')}`);
+  console.log(`event-loop delay:      during scans, the longest stall between two requests: p50 ${fmt(quantile(r.lagDuring, 0.5))} ms, p99 ${fmt(quantile(r.lagDuring, 0.99))} ms, max ${fmt(r.lagDuring.at(-1))} ms`);
+  console.log(`RSS at the end:        anonymous ${fmt(r.rssNow.anon, 1)} MB, file-backed ${fmt(r.rssNow.file, 1)} MB (mostly the node binary)`);
+  console.log(`V8 heap spaces, max:   ${heap.join(', ')} MB (the rest of the RSS: Node's binary, libraries, threads)`);
   console.log(`/metrics between:      p50 ${fmt(quantile(r.between, 0.5))} ms, p99 ${fmt(quantile(r.between, 0.99))} ms over ${r.between.length} requests`);
 }
 
