@@ -14,6 +14,8 @@
 // deletes the namespace at the end.
 //
 // TABLE_BENCH_ENTRIES=200000 npm run bench table  — a smaller table.
+// BENCH_NODE_FLAGS='--trace-gc' BENCH_STDOUT=/tmp/gc.log  — node flags for the exporter, and a
+// file for its stdout (V8's traces go there), to see where time and memory go.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -166,8 +168,8 @@ const [url, scans, limitMs] = process.argv.slice(1);
 
 /** Runs the exporter in `ns` with `args` through two completed scans; returns its figures. */
 async function measureExporter(ns, args) {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, MAIN, `--web.listen-address=127.0.0.1:${PORT}`, '--collector.table.interval=1s', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), MAIN, `--web.listen-address=127.0.0.1:${PORT}`, '--collector.table.interval=1s', ...args], {
+    stdio: ['ignore', process.env.BENCH_STDOUT ? (await import('node:fs')).openSync(process.env.BENCH_STDOUT, 'a') : 'ignore', 'pipe'],
   });
   let log = '';
   child.stderr.on('data', (b) => (log += b.toString()));
