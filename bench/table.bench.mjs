@@ -8,88 +8,25 @@
 // Twice: with the default collectors (as shipped) and with the table collector
 // alone, which isolates what the scan itself costs.
 //
-// Needs root. Holds the kernel-test lock of test/helpers/kernel.ts for the
-// whole run (same directory, owner file and saved-max protocol), raises the
-// global nf_conntrack_max while the table is built and restores it, and
-// deletes the namespace at the end.
+// Needs root. Holds the kernel-test lock (scripts/kernel-lock.mjs) for the
+// whole run, raises the global nf_conntrack_max while the table is built and
+// restores it, and deletes the namespace at the end.
 //
 // TABLE_BENCH_ENTRIES=200000 npm run bench table  — a smaller table.
 // BENCH_NODE_FLAGS='--trace-gc' BENCH_STDOUT=/tmp/gc.log  — node flags for the exporter, and a
 // file for its stdout (V8's traces go there), to see where time and memory go.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { acquireLock, MAX_PATH, readConntrackMax, releaseLock, setConntrackMax } from '../scripts/kernel-lock.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MAIN = join(ROOT, 'dist', 'main.js');
 const ENTRIES = Number(process.env.TABLE_BENCH_ENTRIES ?? 1_000_000);
 const PORT = 19790;
 const TARGETS = { scanRatio: 1.2, rssMB: 100, p99Ms: 10 };
-
-// --- The kernel-test lock and nf_conntrack_max, as in test/helpers/kernel.ts.
-const LOCK_DIR = '/tmp/conntrack-exporter-kernel-test.lock';
-const SAVED_MAX = join(LOCK_DIR, 'saved-max');
-const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
-
-function pidAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code === 'EPERM';
-  }
-}
-
-function restoreSavedMax() {
-  if (!existsSync(SAVED_MAX)) return;
-  const saved = readFileSync(SAVED_MAX, 'utf8').trim();
-  if (/^\d+$/.test(saved)) writeFileSync(MAX_PATH, saved);
-  rmSync(SAVED_MAX, { force: true });
-}
-
-async function acquireKernelLock(timeoutMs = 15 * 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(join(LOCK_DIR, 'owner'), String(process.pid));
-      return;
-    } catch (err) {
-      if (err.code !== 'EEXIST') throw err;
-      let owner = NaN;
-      try {
-        owner = Number(readFileSync(join(LOCK_DIR, 'owner'), 'utf8'));
-      } catch {
-        // Owner file not written yet; treat as held.
-      }
-      if (Number.isInteger(owner) && !pidAlive(owner)) {
-        restoreSavedMax();
-        rmSync(LOCK_DIR, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${LOCK_DIR} (held by pid ${owner})`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
-
-function releaseKernelLock() {
-  restoreSavedMax();
-  rmSync(LOCK_DIR, { recursive: true, force: true });
-}
-
-/** Raises nf_conntrack_max (under the lock), saving the old value for a crash-safe restore. Returns a restore function. */
-function raiseConntrackMax(value) {
-  const previous = readFileSync(MAX_PATH, 'utf8').trim();
-  if (!existsSync(SAVED_MAX)) writeFileSync(SAVED_MAX, previous);
-  if (Number(previous) < value) writeFileSync(MAX_PATH, String(value));
-  return () => {
-    writeFileSync(MAX_PATH, previous);
-    if (existsSync(SAVED_MAX) && readFileSync(SAVED_MAX, 'utf8').trim() === previous) rmSync(SAVED_MAX, { force: true });
-  };
-}
 
 // --- Helpers.
 function run(file, args, opts = {}) {
@@ -242,7 +179,7 @@ async function main() {
   const tableOnly = COLLECTORS.filter((c) => c.name !== 'table').map((c) => `--no-collector.${c.name}`);
 
   const ns = `cte-bench-table-${randomBytes(3).toString('hex')}`;
-  await acquireKernelLock();
+  await acquireLock();
   let created = false;
   try {
     run('ip', ['netns', 'add', ns]);
@@ -260,7 +197,7 @@ async function main() {
     // /proc/sys/net is the namespace's own; a per-namespace UDP timeout keeps the flood's entries.
     inNs(ns, 'sh', ['-c', 'echo 3600 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout']);
 
-    const restoreMax = raiseConntrackMax(ENTRIES + 100_000);
+    const restoreMax = setConntrackMax(Math.max(readConntrackMax(), ENTRIES + 100_000));
     let buildSeconds;
     try {
       buildSeconds = timed(() => inNs(ns, process.execPath, ['-e', FLOOD_SCRIPT, String(ENTRIES)], { timeout: 600_000 }));
@@ -282,7 +219,7 @@ async function main() {
     console.log(`\nfloor again (cat):     ${after.map((f) => f.toFixed(2)).join(', ')} s  (load drift check; scan ratios use ${floor.toFixed(2)} s)`);
   } finally {
     if (created) spawnSync('ip', ['netns', 'del', ns]);
-    releaseKernelLock();
+    releaseLock();
   }
 }
 

@@ -28,7 +28,7 @@ ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 IMAGE_TAG="${IMAGE_TAG:-localhost/conntrack-exporter:test-image}"
 NAME="conntrack-exporter-test-image-$$-$RANDOM"
 PROC_NF=/proc/sys/net/netfilter
-KERNEL_LOCK=/tmp/conntrack-exporter-kernel-test.lock # shared with test/helpers/kernel.ts
+KERNEL_LOCK=/tmp/conntrack-exporter-kernel-test.lock # the lock of scripts/kernel-lock.mjs
 
 log() { printf 'test:image: %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }

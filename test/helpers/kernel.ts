@@ -14,18 +14,19 @@
  *   limit and restores it in a finally block, even after a crashed holder.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'vitest';
+import { acquireLock, MAX_PATH, readConntrackMax, releaseLock, setConntrackMax } from '../../scripts/kernel-lock.mjs';
 
 const execFileP = promisify(execFile);
 
 export const IN_CI = process.env['CI'] === 'true';
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
+export { MAX_PATH };
 /** Traffic generators run inside a namespace (`node traffic.mjs <mode> …`). */
 export const TRAFFIC = join(REPO_ROOT, 'test', 'helpers', 'traffic.mjs');
 
@@ -99,26 +100,8 @@ export async function sh(file: string, args: readonly string[], opts: { timeoutM
 }
 
 // ---------------------------------------------------------------------------
-// Cross-process lock for kernel tests and the global nf_conntrack_max.
-
-const LOCK_DIR = '/tmp/conntrack-exporter-kernel-test.lock';
-const SAVED_MAX = join(LOCK_DIR, 'saved-max');
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function restoreSavedMax(): void {
-  if (!existsSync(SAVED_MAX)) return;
-  const saved = readFileSync(SAVED_MAX, 'utf8').trim();
-  if (/^\d+$/.test(saved)) writeFileSync(MAX_PATH, saved);
-  rmSync(SAVED_MAX, { force: true });
-}
+// Cross-process lock for kernel tests and the global nf_conntrack_max
+// (scripts/kernel-lock.mjs, shared with the table benchmark).
 
 let lockDepth = 0;
 
@@ -128,39 +111,15 @@ export async function acquireKernelLock(timeoutMs = 15 * 60_000): Promise<void> 
     lockDepth++;
     return;
   }
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(join(LOCK_DIR, 'owner'), String(process.pid));
-      lockDepth = 1;
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let owner = NaN;
-      try {
-        owner = Number(readFileSync(join(LOCK_DIR, 'owner'), 'utf8'));
-      } catch {
-        // Owner file not written yet; treat as held.
-      }
-      if (Number.isInteger(owner) && !pidAlive(owner)) {
-        // A crashed holder: put the limit back, then take over.
-        restoreSavedMax();
-        rmSync(LOCK_DIR, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${LOCK_DIR} (held by pid ${owner})`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  await acquireLock(timeoutMs);
+  lockDepth = 1;
 }
 
 export function releaseKernelLock(): void {
   if (lockDepth === 0) return;
   lockDepth--;
   if (lockDepth > 0) return;
-  restoreSavedMax();
-  rmSync(LOCK_DIR, { recursive: true, force: true });
+  releaseLock();
 }
 
 export async function withKernelLock<T>(fn: () => Promise<T>): Promise<T> {
@@ -172,9 +131,7 @@ export async function withKernelLock<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function readConntrackMax(): number {
-  return Number(readFileSync(MAX_PATH, 'utf8').trim());
-}
+export { readConntrackMax };
 
 /**
  * Sets the global nf_conntrack_max to `value` for the duration of fn and
@@ -183,14 +140,11 @@ export function readConntrackMax(): number {
  */
 export async function withConntrackMax<T>(value: number, fn: () => Promise<T>): Promise<T> {
   return withKernelLock(async () => {
-    const previous = readConntrackMax();
-    if (!existsSync(SAVED_MAX)) writeFileSync(SAVED_MAX, String(previous));
-    writeFileSync(MAX_PATH, String(value));
+    const restore = setConntrackMax(value);
     try {
       return await fn();
     } finally {
-      writeFileSync(MAX_PATH, String(previous));
-      if (readFileSync(SAVED_MAX, 'utf8').trim() === String(previous)) rmSync(SAVED_MAX, { force: true });
+      restore();
     }
   });
 }
