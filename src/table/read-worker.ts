@@ -32,9 +32,12 @@ const port = parentPort;
 if (!port) throw new Error('read-worker.js must run as a worker thread');
 const { path, chunkBytes, buffers } = workerData as ReadWorkerData;
 
+/** Nice value of this thread (the process's is usually 0). */
+const BACKGROUND_NICE = 10;
+
 /**
  * The table walk is background work: this thread lowers its own priority
- * (nice 10) so that, when cores are scarce, the kernel runs the thread serving
+ * (to BACKGROUND_NICE) so that, when cores are scarce, the kernel runs the thread serving
  * /metrics first. On Linux a nice value is per thread, and this thread's id is
  * the last part of /proc/thread-self. Best effort: without /proc mounted as
  * usual the read simply runs at the process's priority.
@@ -47,7 +50,6 @@ function lowerOwnPriority(): void {
     // Not Linux, or no /proc: stay at the process's priority.
   }
 }
-export const BACKGROUND_NICE = 10;
 
 const free: ArrayBuffer[] = [];
 for (let i = 0; i < buffers; i++) free.push(new ArrayBuffer(chunkBytes));
