@@ -14,7 +14,7 @@
  * buffers × chunkBytes, and a slow parser throttles the reads.
  */
 import { closeSync, openSync, readlinkSync, readSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 export interface ReadWorkerData {
@@ -32,12 +32,12 @@ const port = parentPort;
 if (!port) throw new Error('read-worker.js must run as a worker thread');
 const { path, chunkBytes, buffers } = workerData as ReadWorkerData;
 
-/** Nice value of this thread (the process's is usually 0). */
+/** How much nicer than the process this thread runs (0 → 10). */
 const BACKGROUND_NICE = 10;
 
 /**
  * The table walk is background work: this thread lowers its own priority
- * (to BACKGROUND_NICE) so that, when cores are scarce, the kernel runs the thread serving
+ * (by BACKGROUND_NICE, at most to 19) so that, when cores are scarce, the kernel runs the thread serving
  * /metrics first. On Linux a nice value is per thread, and this thread's id is
  * the last part of /proc/thread-self. Best effort: without /proc mounted as
  * usual the read simply runs at the process's priority.
@@ -45,7 +45,7 @@ const BACKGROUND_NICE = 10;
 function lowerOwnPriority(): void {
   try {
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, BACKGROUND_NICE);
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, Math.min(19, getPriority(tid) + BACKGROUND_NICE));
   } catch {
     // Not Linux, or no /proc: stay at the process's priority.
   }

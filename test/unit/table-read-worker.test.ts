@@ -28,7 +28,7 @@ function threadNices(): number[] {
 }
 
 describe.runIf(process.platform === 'linux')('readFileInWorker', () => {
-  it('delivers every byte of the file in order, from a thread running at nice 10', async () => {
+  it('delivers every byte of the file in order, from a thread 10 nicer than the process', async () => {
     // 3 MiB of numbered lines: several 64 KiB chunks, more than the 8 buffers in flight.
     const lines: string[] = [];
     for (let i = 0, size = 0; size < 3 * 1024 * 1024; i++) {
@@ -48,10 +48,12 @@ describe.runIf(process.platform === 'linux')('readFileInWorker', () => {
     });
     expect(Buffer.concat(received).toString()).toBe(text);
     expect(received.length).toBeGreaterThan(3 * 1024 * 1024 / 65536);
-    // The main thread stays at the process's priority; exactly one thread, the reader, is at 10.
+    // The main thread stays at the process's priority; exactly one thread, the reader, is 10 nicer.
+    const base = threadNices()[0] as number;
     const nices = nicesWhileReading[0] as number[];
-    expect(nices.filter((n) => n === 10)).toHaveLength(1);
-    expect(threadNices()[0]).toBe(0);
+    expect(nices[0]).toBe(base);
+    if (base > 9) return; // already nice: the reader is capped at 19, like other threads may be
+    expect(nices.filter((n) => n === base + 10)).toHaveLength(1);
   });
 
   it('rejects with SourceAbsentError for a missing file', async () => {
