@@ -82,7 +82,7 @@ class TableCollector {
     });
     this.sourcePorts = new SnapshotGauge({
       name: 'conntrack_table_destination_source_ports',
-      help: `Most source ports any one source address holds toward each top destination (${SOURCE_HELP}).`,
+      help: `Most source ports any one source address holds toward each top destination; for source-NATed entries the translated address, from the reply tuple (${SOURCE_HELP}).`,
       labelNames: ['protocol', 'destination', 'port'],
       registers,
     });

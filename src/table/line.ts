@@ -50,6 +50,13 @@ export class ParsedLine {
   /** Original-direction source and destination as four words (IPv4 in word 3). */
   readonly src = new Uint32Array(4);
   readonly dst = new Uint32Array(4);
+  /**
+   * The address the reply direction goes to: the original source, or, where
+   * the entry is source-NATed (masquerade on a gateway, a pod's traffic leaving
+   * a node), the translated address, whose ports the connection actually holds.
+   * `src` when the line has no reply tuple.
+   */
+  readonly replyDst = new Uint32Array(4);
 }
 
 /** Longest state name and most distinct names accepted, so garbage cannot grow the table. */
@@ -281,15 +288,23 @@ export function parseLine(buf: Uint8Array, start: number, end: number, out: Pars
     hasPorts = true;
   }
 
-  // The rest (reply tuple, counters, zones, mark, secctx, delta-time, use) only matters for its flags.
+  // The rest (reply tuple, counters, zones, mark, secctx, delta-time, use) matters for its flags
+  // and the reply tuple's destination address (its first "dst=").
   // Flags are the only bracketed tokens. A plain loop beats Buffer#indexOf here: the line's rest is
   // short and each indexOf call costs more in argument checks than it saves.
   let flags = 0;
+  let replyDstFound = false;
   for (; p < end; p++) {
     const c = buf[p];
     if (c === NL) break;
     if (c === 0x5b) flags |= parseFlag(buf, p, end);
+    else if (c === 0x64 && !replyDstFound && buf[p - 1] === SP && startsWith(buf, p, end, DST)) {
+      if (parseAddress(buf, p + 4, end, out.replyDst) !== srcFamily) return false;
+      replyDstFound = true;
+      p = addressEnd - 1;
+    }
   }
+  if (!replyDstFound) out.replyDst.set(out.src);
   if (p - start > MAX_LINE_BYTES) return false;
   lineEnd = p;
 

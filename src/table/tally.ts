@@ -1,7 +1,9 @@
 /**
  * What one scan of the table adds up to: entries by family, protocol and
  * state, entries per flag, and the busiest original-direction destinations
- * with the most source ports one source address holds toward each.
+ * with the most source ports one source address holds toward each (the
+ * source as the reply direction names it: the translated address of a
+ * source-NATed entry, whose ports it holds).
  *
  * Memory is fixed however large the table: the per-state and per-flag
  * counts live in flat arrays indexed by family, protocol number and state id,
@@ -136,7 +138,9 @@ export class TableTally {
     key[2] = dst[2] as number;
     key[3] = dst[3] as number;
     key[4] = (family << 25) | ((line.hasPorts ? 1 : 0) << 24) | (line.protocol << 16) | line.dport;
-    const src = line.src;
+    // The source whose ports the entry holds: the reply direction's destination (the NAT address
+    // for source-NATed entries, else the original source).
+    const src = line.replyDst;
     key[5] = src[0] as number;
     key[6] = src[1] as number;
     key[7] = src[2] as number;

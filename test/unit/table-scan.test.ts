@@ -139,6 +139,24 @@ describe('source ports per destination', () => {
     expect(again.destinations[0]).toMatchObject({ entries: 3, sourcePorts: 2 });
   });
 
+  it('counts source-NATed entries by the translated address, whose ports they hold', () => {
+    // Three clients behind a masquerading gateway (203.0.113.1) toward one HTTPS server: on the wire
+    // they share the gateway's ports. The reply tuple says so (dst=203.0.113.1, dport = its port).
+    const snat = (client: string, sport: number, natPort: number): string =>
+      `ipv4     2 tcp      6 86390 ESTABLISHED src=${client} dst=93.184.216.34 sport=${sport} dport=443 packets=3 bytes=180 ` +
+      `src=93.184.216.34 dst=203.0.113.1 sport=443 dport=${natPort} packets=2 bytes=120 [ASSURED] mark=0 zone=0 use=2\n`;
+    const text = snat('192.168.1.10', 40000, 61001) + snat('192.168.1.11', 40000, 61002) + snat('192.168.1.12', 40000, 61003) + snat('192.168.1.10', 40001, 61004);
+    expect(scanText(text).summary.destinations).toEqual([
+      { protocol: 'tcp', destination: '93.184.216.34', port: '443', entries: 4, sourcePorts: 4 },
+    ]);
+    // IPv6 reply tuples too; and a line whose reply destination is of another family is malformed.
+    const v6 = (client: string, natPort: number): string =>
+      `ipv6     10 udp      17 29 src=${client} dst=2001:db8::53 sport=5353 dport=53 src=2001:db8::53 dst=2001:db8:ffff::1 sport=53 dport=${natPort} mark=0 use=2\n`;
+    expect(scanText(v6('fd00::1', 1) + v6('fd00::2', 2)).summary.destinations[0]).toMatchObject({ entries: 2, sourcePorts: 2 });
+    const mixed = scanText(udp('10.0.0.1', 1, '10.9.9.9').replace('dst=10.0.0.1 sport=53', 'dst=fd00::1 sport=53'));
+    expect(mixed.scanner.errors).toBe(1);
+  });
+
   it('stays within the reported error bound when distinct destinations overflow the tables', () => {
     const lines: string[] = [];
     // 300 entries from one source toward one destination, among 3,000 single-entry destinations.
