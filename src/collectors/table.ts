@@ -193,9 +193,10 @@ class TableCollector {
     }
     if (result.quadratic && !this.warnedQuadratic && result.lines >= 100_000) {
       this.warnedQuadratic = true;
+      const fix = result.toolError === undefined ? 'install conntrack-tools' : `conntrack -L failed (${result.toolError}): give the exporter CAP_NET_ADMIN`;
       logger.warn(
-        { source: result.source, entries: result.lines },
-        'reading a large table from /proc is quadratic before kernel 6.16; install conntrack-tools so scans use netlink',
+        { source: result.source, entries: result.lines, toolError: result.toolError },
+        `reading a large table from /proc is quadratic before kernel 6.16; ${fix} so scans use netlink`,
       );
     }
     if (result.errors > 0) {

@@ -48,7 +48,7 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
     name: 'conntrack.path',
     type: 'string',
     default: 'conntrack',
-    help: 'The conntrack-tools binary, used where the kernel has no /proc/net/stat/nf_conntrack or /proc/net/nf_conntrack.',
+    help: 'The conntrack-tools binary (netlink, needs CAP_NET_ADMIN): the table scan on kernels before 6.16, and the statistics and table where the kernel has no /proc/net/stat/nf_conntrack or /proc/net/nf_conntrack.',
   },
   { name: 'log.level', type: 'enum', default: 'info', choices: ['debug', 'info', 'warn', 'error'], help: 'Only log messages with the given severity or above.' },
   { name: 'log.format', type: 'enum', default: 'logfmt', choices: ['logfmt', 'json'], help: 'Output format of log messages.' },

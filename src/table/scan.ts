@@ -49,6 +49,8 @@ export interface ScanResult {
   readonly source: string;
   /** True when the proc file was read on a kernel where that is quadratic. */
   readonly quadratic: boolean;
+  /** Why conntrack -L was not used where it was tried first (missing, not permitted), if it failed. */
+  readonly toolError: string | undefined;
   readonly durationSeconds: number;
 }
 
@@ -134,6 +136,7 @@ export async function scanTable(opts: ScanOptions): Promise<ScanResult> {
       firstError: scanner.firstError,
       source,
       quadratic,
+      toolError: toolError?.message,
       durationSeconds: (performance.now() - started) / 1000,
     };
   }

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FsRoot } from '../../src/procfs/fs.js';
@@ -289,6 +290,30 @@ describe('scanTable source choice', () => {
     const opts = base(empty, 'auto', join(FIXTURES, 'no-such-tool'));
     await expect(scanTable(opts)).rejects.toBeInstanceOf(SourceAbsentError);
     expect(opts.memory.toolMissing).toBe(true);
+  });
+
+  it('auto before 6.16 falls back to the proc file when conntrack -L is not permitted, and says why', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cte-scan-'));
+    try {
+      mkdirSync(join(root, 'sys', 'kernel'), { recursive: true });
+      mkdirSync(join(root, 'net'));
+      writeFileSync(join(root, 'sys', 'kernel', 'osrelease'), '5.15.0-91-generic\n');
+      // A small count keeps the read in this thread (the reader thread runs from dist/ only).
+      mkdirSync(join(root, 'sys', 'net', 'netfilter'), { recursive: true });
+      writeFileSync(join(root, 'sys', 'net', 'netfilter', 'nf_conntrack_count'), '29\n');
+      copyFileSync(join(PROC_6_18, 'net', 'nf_conntrack'), join(root, 'net', 'nf_conntrack'));
+      const denied = join(root, 'conntrack');
+      writeFileSync(denied, '#!/bin/sh\necho "conntrack v1.4.7 (conntrack-tools): Operation not permitted" >&2\nexit 1\n', { mode: 0o755 });
+      const r = await scanTable(base(root, 'auto', denied));
+      expect(r.source).toBe(join(root, 'net', 'nf_conntrack'));
+      expect(r.quadratic).toBe(true);
+      expect(r.toolError).toMatch(/Operation not permitted/);
+      expect(entryMap(r.summary)).toEqual(PROC_6_18_ENTRIES);
+      const ok = await scanTable(base(root, 'auto'));
+      expect([ok.source, ok.quadratic, ok.toolError]).toEqual([`${FAKE_TOOL} -L -o extended`, false, undefined]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('parses kernel releases and knows where proc reads became linear', () => {
