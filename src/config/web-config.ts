@@ -18,6 +18,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { parse as parseYaml } from 'yaml';
@@ -138,6 +140,17 @@ export async function buildWebConfig(
     const maxVersion = version('max_version');
     if (minVersion) t.minVersion = minVersion;
     if (maxVersion) t.maxVersion = maxVersion;
+    // Parse the PEM files now, so a bad certificate, key or CA (or a key that does not match the
+    // certificate) stops the exporter at start naming the files, not when the server is created.
+    try {
+      createSecureContext({ cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) });
+      // OpenSSL skips what it cannot parse in a CA bundle; a bundle must hold a certificate first.
+      if (t.ca) new X509Certificate(t.ca);
+    } catch (err) {
+      const files = [`cert_file ${rel(String(tls['cert_file']))}`, `key_file ${rel(String(tls['key_file']))}`];
+      if (t.ca) files.push(`client_ca_file ${rel(String(tls['client_ca_file']))}`);
+      throw new WebConfigError(`${file}: tls_server_config: ${(err as Error).message} (${files.join(', ')})`, { cause: err });
+    }
     config.tls = t;
   }
 
@@ -157,8 +170,9 @@ export async function buildWebConfig(
     if (!isRecord(users)) throw new WebConfigError(`${file}: basic_auth_users must be a mapping of user to bcrypt hash`);
     for (const [user, hash] of Object.entries(users)) {
       const h = str(hash, `basic_auth_users.${user}`, file);
-      if (!/^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$/.test(h)) {
-        throw new WebConfigError(`${file}: basic_auth_users.${user} is not a bcrypt hash`);
+      if (!/^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(h)) {
+        // $2x$ (the crypt_blowfish bug-compatible variant) and the old $2$ cannot be checked by bcryptjs.
+        throw new WebConfigError(`${file}: basic_auth_users.${user} is not a bcrypt hash ($2a$, $2b$ or $2y$)`);
       }
       config.basicAuthUsers.set(user, h);
     }

@@ -1,11 +1,30 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import bcrypt from 'bcryptjs';
 import { BasicAuthChecker, WebConfigError, buildWebConfig } from '../../src/config/web-config.js';
 
+/** A self-signed certificate and its key, made with openssl (PEM text). */
+function selfSigned(): { cert: Buffer; key: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'cte-web-config-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-keyout', join(dir, 'k'), '-out', join(dir, 'c')], { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, 'c')), key: readFileSync(join(dir, 'k')) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const server = selfSigned();
+const other = selfSigned();
 const files = new Map([
-  ['/etc/cte/server.crt', Buffer.from('CERT')],
-  ['/etc/cte/server.key', Buffer.from('KEY')],
-  ['/etc/cte/ca.crt', Buffer.from('CA')],
+  ['/etc/cte/server.crt', server.cert],
+  ['/etc/cte/server.key', server.key],
+  ['/etc/cte/other.key', other.key],
+  ['/etc/cte/ca.crt', other.cert],
+  ['/etc/cte/garbage.crt', Buffer.from('CERT')],
 ]);
 const read = async (p: string): Promise<Buffer> => {
   const b = files.get(p);
@@ -27,8 +46,8 @@ describe('buildWebConfig', () => {
       FILE,
       read,
     );
-    expect(c.tls?.cert.toString()).toBe('CERT');
-    expect(c.tls?.key.toString()).toBe('KEY');
+    expect(c.tls?.cert).toEqual(server.cert);
+    expect(c.tls?.key).toEqual(server.key);
     expect(c.tls?.minVersion).toBe('TLSv1.3');
     expect(c.tls?.clientAuthType).toBe('NoClientCert');
   });
@@ -40,7 +59,11 @@ describe('buildWebConfig', () => {
     [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', client_auth_type: 'RequireAndVerifyClientCert' } }, 'needs client_ca_file'],
     [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', client_auth_type: 'Sometimes' } }, 'invalid client_auth_type'],
     [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', cipher: 'x' } }, 'unknown key "cipher" in tls_server_config'],
+    [{ tls_server_config: { cert_file: 'garbage.crt', key_file: 'server.key' } }, 'cert_file /etc/cte/garbage.crt, key_file /etc/cte/server.key'],
+    [{ tls_server_config: { cert_file: 'server.crt', key_file: 'other.key' } }, 'key values mismatch'],
+    [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', client_auth_type: 'RequireAndVerifyClientCert', client_ca_file: 'garbage.crt' } }, 'client_ca_file /etc/cte/garbage.crt'],
     [{ basic_auth_users: { alice: 'plaintext' } }, 'basic_auth_users.alice is not a bcrypt hash'],
+    [{ basic_auth_users: { alice: `$2x$${bcrypt.hashSync('pw', 4).slice(4)}` } }, 'basic_auth_users.alice is not a bcrypt hash ($2a$, $2b$ or $2y$)'],
     [{ basic_auth_users: ['alice'] }, 'basic_auth_users must be a mapping'],
     [{ http_server_config: { http2: true } }, 'unknown key "http2" in http_server_config'],
     [{ something: 1 }, 'unknown key "something" in the top level'],
