@@ -101,7 +101,7 @@ interface Oracle {
   entries: Map<string, number>;
   /** `protocol/destination/port` → count. */
   destinations: Map<string, number>;
-  /** `protocol/destination/port` → the most entries one source has toward it. */
+  /** `protocol/destination/port` → the most entries one source (reply-tuple destination) has toward it. */
   sourcePorts: Map<string, number>;
 }
 
@@ -121,7 +121,9 @@ function tallyListing(text: string): Oracle {
     const value = (k: string): string | undefined => f.find((x) => x.startsWith(`${k}=`))?.slice(k.length + 1);
     const dest = `${protocol}/${value('dst')}/${value('dport') ?? ''}`;
     add(destinations, dest);
-    if (value('dport') !== undefined) add(perSource, `${dest}|${value('src')}`);
+    // The source whose ports an entry holds: the reply tuple's destination (the second dst=).
+    const replyDst = f.filter((x) => x.startsWith('dst='))[1]?.slice(4);
+    if (value('dport') !== undefined) add(perSource, `${dest}|${replyDst}`);
   }
   const sourcePorts = new Map<string, number>();
   for (const [k, n] of perSource) {

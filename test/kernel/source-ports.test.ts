@@ -1,0 +1,151 @@
+/**
+ * conntrack_table_destination_source_ports on the real kernel (issue 6):
+ *
+ * - one client fills a narrow ip_local_port_range toward one ip:port: the
+ *   metric equals the connections open, and equals the range, which is what
+ *   ConntrackSourcePortsNearExhaustion divides by;
+ * - clients behind source NAT: their entries count against the translated
+ *   address whose ports they share on the wire, as `conntrack -L` shows it in
+ *   the reply tuple, not against each client.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  Netns,
+  acquireKernelLock,
+  describeKernel,
+  releaseKernelLock,
+  startExporterInNetns,
+  type RunningExporter,
+} from '../helpers/kernel.js';
+
+const PORT = 19763;
+const RANGE = { low: 41000, high: 41019 };
+const SERVER = { host: '127.0.0.1', port: 7200 };
+
+/** Holds `n` TCP connections to host:port open, tries one more, prints the outcome and waits. */
+const FILL_RANGE = `
+const net = require('node:net');
+const [host, port, n] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const connect = () => new Promise((resolve, reject) => {
+  const c = net.connect({ host, port });
+  c.once('connect', () => resolve(c));
+  c.once('error', reject);
+});
+(async () => {
+  const server = net.createServer((c) => c.resume());
+  await new Promise((r) => server.listen(port, host, r));
+  const held = [];
+  for (let i = 0; i < n; i++) held.push(await connect());
+  let extra = 'connected';
+  try { await connect(); } catch (e) { extra = e.code; }
+  console.log(JSON.stringify({ ports: held.map((c) => c.localPort), extra }));
+  setInterval(() => {}, 1 << 30);
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+/** UDP datagrams from each client address and source port to dst:53. */
+const SEND_UDP = `
+const dgram = require('node:dgram');
+const [dst, clients, ports] = [process.argv[1], process.argv[2].split(','), process.argv[3].split(',').map(Number)];
+(async () => {
+  for (const address of clients) {
+    for (const port of ports) {
+      const s = dgram.createSocket('udp4');
+      await new Promise((r) => s.bind(port, address, r));
+      await new Promise((r) => s.send(Buffer.from('x'), 53, dst, r));
+      s.close();
+    }
+  }
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+/** `dst:dport` of the original tuple → reply-tuple destination → entries, from `conntrack -L`. */
+function byReplyDestination(listing: string, protocol: string): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>();
+  for (const line of listing.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[2] !== protocol) continue;
+    const values = (k: string): string[] => f.filter((x) => x.startsWith(`${k}=`)).map((x) => x.slice(k.length + 1));
+    const [dst, replyDst] = values('dst');
+    const key = `${dst}:${values('dport')[0]}`;
+    const inner = out.get(key) ?? new Map<string, number>();
+    inner.set(replyDst as string, (inner.get(replyDst as string) ?? 0) + 1);
+    out.set(key, inner);
+  }
+  return out;
+}
+
+describeKernel('source ports per destination on the real kernel', () => {
+  let ns: Netns;
+  let exporter: RunningExporter | undefined;
+
+  beforeAll(async () => {
+    await acquireKernelLock();
+    ns = await Netns.create('srcports');
+    await ns.enableConntrack([PORT]);
+    await ns.exec('sysctl', ['-q', '-w', `net.ipv4.ip_local_port_range=${RANGE.low} ${RANGE.high}`]);
+  });
+
+  afterAll(async () => {
+    await exporter?.stop();
+    await ns?.destroy();
+    releaseKernelLock();
+  });
+
+  it('equals the connections one client holds open toward one ip:port, and the port range when it is full', async () => {
+    const size = RANGE.high - RANGE.low + 1;
+    const client = ns.spawn(process.execPath, ['-e', FILL_RANGE, SERVER.host, String(SERVER.port), String(size)]);
+    const result = await new Promise<{ ports: number[]; extra: string }>((resolve, reject) => {
+      let out = '';
+      client.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('\n')) resolve(JSON.parse(out));
+      });
+      client.on('exit', (code) => reject(new Error(`client exited ${code}`)));
+    });
+    expect(new Set(result.ports).size).toBe(size);
+    expect(result.extra).toBe('EADDRNOTAVAIL');
+
+    const oracle = byReplyDestination(await ns.exec('conntrack', ['-L', '-p', 'tcp', '-o', 'extended']), 'tcp');
+    expect(oracle.get(`${SERVER.host}:${SERVER.port}`)?.get(SERVER.host)).toBe(size);
+
+    exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s'], PORT);
+    const m = await exporter.scrape();
+    expect(m.get('conntrack_scrape_collector_success{collector="table"}')).toBe(1);
+    const labels = `{protocol="tcp",destination="${SERVER.host}",port="${SERVER.port}"}`;
+    expect(m.get(`conntrack_table_destination_entries${labels}`)).toBe(size);
+    expect(m.get(`conntrack_table_destination_source_ports${labels}`)).toBe(size);
+    expect(m.get('conntrack_local_port_range_size')).toBe(size);
+    await exporter.stop();
+    exporter = undefined;
+  });
+
+  it('counts clients behind source NAT against the translated address, as the reply tuple shows', async () => {
+    // Three client addresses on lo, a veth link toward 10.2.0.0/24 (its peer left without an
+    // address, so nothing answers) and SNAT to 10.2.0.254 on it: locally sent datagrams are
+    // translated and their entries confirmed in postrouting, before neighbour resolution drops them.
+    const clients = ['192.168.1.10', '192.168.1.11', '192.168.1.12'];
+    for (const a of clients) await ns.exec('ip', ['addr', 'add', `${a}/32`, 'dev', 'lo']);
+    await ns.exec('ip', ['link', 'add', 'cte0', 'type', 'veth', 'peer', 'name', 'cte1']);
+    await ns.exec('ip', ['link', 'set', 'cte1', 'up']);
+    await ns.exec('ip', ['addr', 'add', '10.2.0.254/24', 'dev', 'cte0']);
+    await ns.exec('ip', ['link', 'set', 'cte0', 'up']);
+    await ns.exec('nft', ['-f', '-'], {
+      input: 'table ip cte_nat {\n  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname "cte0" snat to 10.2.0.254\n  }\n}\n',
+    });
+    const ports = [5000, 5001, 5002, 5003, 5004];
+    await ns.exec(process.execPath, ['-e', SEND_UDP, '10.2.0.1', clients.join(','), ports.join(',')]);
+
+    // The oracle: every entry toward 10.2.0.1:53 replies to the NAT address.
+    const oracle = byReplyDestination(await ns.exec('conntrack', ['-L', '-p', 'udp', '-o', 'extended']), 'udp');
+    const replies = oracle.get('10.2.0.1:53');
+    expect(replies).toEqual(new Map([['10.2.0.254', clients.length * ports.length]]));
+
+    exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s'], PORT);
+    const m = await exporter.scrape();
+    const labels = '{protocol="udp",destination="10.2.0.1",port="53"}';
+    expect(m.get(`conntrack_table_destination_entries${labels}`)).toBe(clients.length * ports.length);
+    // 15 ports of 10.2.0.254, not the 5 each client holds of its own address.
+    expect(m.get(`conntrack_table_destination_source_ports${labels}`)).toBe(clients.length * ports.length);
+  });
+});
