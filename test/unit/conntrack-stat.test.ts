@@ -50,22 +50,30 @@ describe('parseConntrackStatFile', () => {
   it('parses the 17-column layout with searched and delete_list (4.x)', () => {
     const text = fixture('proc/4.19/net/stat/nf_conntrack');
     const s = parseConntrackStatFile(text);
-    expect(s.names).toContain('search_restart');
-    expect(s.names).toContain('searched');
-    expect(s.names).toContain('delete_list');
-    expect(s.names).not.toContain('clash_resolve');
+    expect(s.names).toEqual([
+      'searched', 'found', 'new', 'invalid', 'ignore', 'delete', 'delete_list', 'insert',
+      'insert_failed', 'drop', 'early_drop', 'icmp_error', 'expect_new', 'expect_create', 'expect_delete',
+      'search_restart',
+    ]);
     expect(s.cpus).toHaveLength(4);
+    expect(s.entries).toBe(0x4e20);
+    // Literal sums of the four rows (hex by hand), and the positional oracle agrees.
+    expect(Object.fromEntries(sumOverCpus(s))).toEqual({ searched: 0, found: 4311, new: 0, invalid: 5945, ignore: 6083, delete: 0, delete_list: 0, insert: 6785, insert_failed: 7782, drop: 12925, early_drop: 8855, icmp_error: 4366, expect_new: 0, expect_create: 2443, expect_delete: 1030, search_restart: 9113 });
     const oracle = columnSums(text);
-    expect(sumOverCpus(s).get('drop')).toBe(oracle.get('drop'));
+    for (const n of s.names) expect(sumOverCpus(s).get(n)).toBe(oracle.get(n));
   });
 
   it('maps 5.10 clashres to clash_resolve and keeps delete_list', () => {
     const s = parseConntrackStatFile(fixture('proc/5.10/net/stat/nf_conntrack'));
-    expect(s.names).toContain('clash_resolve');
-    expect(s.names).toContain('delete_list');
-    expect(s.names).not.toContain('searched');
-    expect(s.names).not.toContain('chain_too_long');
+    expect(s.names).toEqual([
+      'clash_resolve', 'found', 'new', 'invalid', 'ignore', 'delete', 'delete_list', 'insert',
+      'insert_failed', 'drop', 'early_drop', 'icmp_error', 'expect_new', 'expect_create', 'expect_delete',
+      'search_restart',
+    ]);
     expect(s.cpus).toHaveLength(1);
+    expect(s.entries).toBe(7);
+    expect(s.cpus[0]?.values.get('drop')).toBe(0x7ee);
+    expect(s.cpus[0]?.values.get('icmp_error')).toBe(0x11b9);
     expect(s.cpus[0]?.values.get('insert_failed')).toBe(0x108f);
   });
 
