@@ -197,6 +197,20 @@ function hasEquals(buf: Uint8Array, p: number, end: number): boolean {
   return false;
 }
 
+/** Copies four address words (TypedArray#set costs more than this for four elements). */
+function copyAddress(from: Uint32Array, to: Uint32Array): void {
+  to[0] = from[0] as number;
+  to[1] = from[1] as number;
+  to[2] = from[2] as number;
+  to[3] = from[3] as number;
+}
+
+/** Whether the `length` bytes at a and b are equal. */
+function sameBytes(buf: Uint8Array, a: number, b: number, length: number): boolean {
+  for (let i = 0; i < length; i++) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
+}
+
 /** Where the last parseAddress() stopped. */
 let addressEnd = 0;
 
@@ -269,8 +283,10 @@ export function parseLine(buf: Uint8Array, start: number, end: number, out: Pars
   }
 
   // Original tuple: src=, dst=, then ports where the protocol has them.
-  const srcFamily = parseAddress(buf, p + 4, end, out.src);
+  const srcStart = p + 4;
+  const srcFamily = parseAddress(buf, srcStart, end, out.src);
   if (srcFamily === 0) return false;
+  const srcEnd = addressEnd;
   p = skipSpaces(buf, addressEnd, end);
   if (!startsWith(buf, p, end, DST)) return false;
   const dstFamily = parseAddress(buf, p + 4, end, out.dst);
@@ -288,23 +304,44 @@ export function parseLine(buf: Uint8Array, start: number, end: number, out: Pars
     hasPorts = true;
   }
 
-  // The rest (reply tuple, counters, zones, mark, secctx, delta-time, use) matters for its flags
-  // and the reply tuple's destination address (its first "dst=").
-  // Flags are the only bracketed tokens. A plain loop beats Buffer#indexOf here: the line's rest is
-  // short and each indexOf call costs more in argument checks than it saves.
+  // Between the tuples the kernel prints zone-orig=, the original counters (packets=, bytes=) and
+  // [UNREPLIED]; then the reply tuple, whose dst= is the address the entry's ports belong to. It is
+  // the original source unless the entry is source-NATed, so the bytes are compared before parsing.
   let flags = 0;
   let replyDstFound = false;
+  for (;;) {
+    p = skipSpaces(buf, p, end);
+    const c = buf[p];
+    if (c === 0x5b) {
+      flags |= parseFlag(buf, p, end);
+    } else if (c === 0x70 || c === 0x62 || c === 0x7a) {
+      // packets=, bytes=, zone-orig=
+    } else {
+      if (!startsWith(buf, p, end, SRC)) break;
+      p = skipSpaces(buf, tokenEnd(buf, p, end), end);
+      if (!startsWith(buf, p, end, DST)) break;
+      const a = p + 4;
+      p = tokenEnd(buf, a, end);
+      if (p - a === srcEnd - srcStart && sameBytes(buf, a, srcStart, p - a)) {
+        copyAddress(out.src, out.replyDst);
+      } else if (parseAddress(buf, a, end, out.replyDst) !== srcFamily) {
+        return false;
+      }
+      replyDstFound = true;
+      break;
+    }
+    p = tokenEnd(buf, p, end);
+  }
+
+  // The rest (zones, counters, mark, secctx, delta-time, use) only matters for its flags.
+  // Flags are the only bracketed tokens. A plain loop beats Buffer#indexOf here: the line's rest is
+  // short and each indexOf call costs more in argument checks than it saves.
   for (; p < end; p++) {
     const c = buf[p];
     if (c === NL) break;
     if (c === 0x5b) flags |= parseFlag(buf, p, end);
-    else if (c === 0x64 && !replyDstFound && buf[p - 1] === SP && startsWith(buf, p, end, DST)) {
-      if (parseAddress(buf, p + 4, end, out.replyDst) !== srcFamily) return false;
-      replyDstFound = true;
-      p = addressEnd - 1;
-    }
   }
-  if (!replyDstFound) out.replyDst.set(out.src);
+  if (!replyDstFound) copyAddress(out.src, out.replyDst);
   if (p - start > MAX_LINE_BYTES) return false;
   lineEnd = p;
 
