@@ -27,14 +27,19 @@ describe('deploy/grafana/conntrack.json', () => {
     expect(dash.id).toBeNull();
   });
 
-  it('has a Prometheus data source variable, and job and instance variables that use it', () => {
+  it('has a Prometheus data source variable, and job, node and instance variables that use it', () => {
     const vars = new Map(dash.templating.list.map((v) => [v.name, v]));
     expect(vars.get('datasource')).toMatchObject({ type: 'datasource', query: 'prometheus' });
-    for (const name of ['job', 'instance']) {
+    for (const name of ['job', 'node', 'instance']) {
       const v = vars.get(name);
       expect(v, name).toMatchObject({ type: 'query', datasource: { type: 'prometheus', uid: DS_REF } });
     }
-    expect(JSON.stringify(vars.get('instance')!.query)).toContain('$job');
+    expect(JSON.stringify(vars.get('node')!.query)).toContain('$job');
+    // The node (from the chart's monitors; absent outside Kubernetes) narrows the instances:
+    // its "All" must also match targets without a node label.
+    expect(JSON.stringify(vars.get('instance')!.query)).toContain('node=~\\"$node\\"');
+    expect(vars.get('node')!.allValue).toBe('.*');
+    expect(dash.templating.list.map((v) => v.name)).toEqual(['datasource', 'job', 'node', 'instance']);
   });
 
   it('never hard-codes a data source uid', () => {
