@@ -16,9 +16,8 @@
  *
  * Unknown keys are errors (as in exporter-toolkit), so typos fail at start.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
