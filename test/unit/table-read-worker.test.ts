@@ -19,11 +19,16 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Nice value of each thread of this process (field 19 of /proc/self/task/TID/stat). */
 function threadNices(): number[] {
-  return readdirSync('/proc/self/task').map((tid) => {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  return readdirSync('/proc/self/task').flatMap((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    } catch {
+      return []; // a thread that ended after the directory was listed
+    }
     // Fields after the parenthesised command name, which may contain spaces.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[16]); // field 19 overall: state is field 3, rest[0]
+    return [Number(rest[16])]; // field 19 overall: state is field 3, rest[0]
   });
 }
 
