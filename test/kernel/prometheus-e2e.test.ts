@@ -106,8 +106,13 @@ describeKernel(
           const promState = prometheus?.exitCode !== null || prometheus?.signalCode ? `exited (${prometheus?.exitCode ?? prometheus?.signalCode})` : 'running';
           // What Prometheus saw of the target: failed scrapes (up 0) and slow ones explain most timeouts.
           const health = await queryMany([`up{job="${JOB}"}[30s]`, `scrape_duration_seconds{job="${JOB}"}[30s]`]).catch((e: Error) => e.message);
+          // And what the table-full alert looks at: entries, limit, and the alerts Prometheus holds.
+          const fill = await queryMany([`conntrack_entries{job="${JOB}"}[30s]`, `conntrack_entries_limit{job="${JOB}"}[30s]`, 'ALERTS']).catch(
+            (e: Error) => e.message,
+          );
           throw new Error(
-            `timed out after ${timeoutMs} ms waiting for ${what}\nscrape health (up, scrape_duration_seconds, last 30 s): ${JSON.stringify(health).slice(0, 2000)}\nexporter:\n${exporter?.logs().slice(-2000)}\nprometheus (${promState}):\n${promLog.slice(-2000)}`,
+            `timed out after ${timeoutMs} ms waiting for ${what}\nscrape health (up, scrape_duration_seconds, last 30 s): ${JSON.stringify(health).slice(0, 2000)}` +
+              `\nentries, limit (last 30 s), ALERTS: ${JSON.stringify(fill).slice(0, 3000)}\nexporter:\n${exporter?.logs().slice(-2000)}\nprometheus (${promState}):\n${promLog.slice(-2000)}`,
           );
         }
         await sleep(300);
