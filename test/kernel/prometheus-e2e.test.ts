@@ -195,10 +195,12 @@ describeKernel(
     it('fires ConntrackTableFull once the table passes 90%, and conntrack_entries equals the kernel count', async () => {
       expect(await alertState('ConntrackTableFull')).toBeUndefined();
       const base = await ns.conntrackCount();
-      // Well above 10% of the limit, so the ratio is clearly above 0.9.
       const fill = 150;
-      // Just above what the namespace will hold: (base + fill) / limit > 0.9 with room for every insert.
-      const limit = base + fill + 2;
+      // 93% full: above the alert's 90%, below 95%. Above 95% of nf_conntrack_max the kernel's
+      // conntrack GC starts evicting entries that may be dropped early (unassured ones, TCP in
+      // closing states): it took this namespace from 212 to 190 entries of 214 at a random moment,
+      // below 90%, and the test failed now and then.
+      const limit = Math.ceil((base + fill) / 0.93);
       await withConntrackMax(limit, async () => {
         await insertTcp(ns, '10.2.0.1', '10.2.0.9', 5432, Array.from({ length: fill }, (_, i) => 30000 + i));
         const states: string[] = [];
@@ -221,7 +223,17 @@ describeKernel(
           const k2 = await ns.conntrackCount();
           if (k1 !== k2 || Number(stamp![0]!.value[1]) < t0) continue;
           expect(Number(value![0]!.value[1])).toBe(k1);
-          expect(k1).toBeGreaterThan(0.9 * limit);
+          if (k1 <= 0.9 * limit) {
+            // Entries vanished (seen a few times under the full suite's load): say which kinds are left.
+            const kinds = new Map<string, number>();
+            for (const l of (await ns.exec('conntrack', ['-L'])).split('\n')) {
+              const f = l.trim().split(/\s+/);
+              if (f.length < 4) continue;
+              const key = `${f[0]} ${/^[A-Z_]+$/.test(f[3] ?? '') ? f[3] : ''} ${l.includes('[UNREPLIED]') ? 'unreplied' : ''}`;
+              kinds.set(key, (kinds.get(key) ?? 0) + 1);
+            }
+            expect.fail(`${k1} entries of ${limit} (started from ${base} + ${fill}); left: ${JSON.stringify([...kinds])}`);
+          }
           checked = true;
         }
         expect(checked, 'a quiet moment to compare Prometheus with conntrack -C').toBe(true);
@@ -230,9 +242,9 @@ describeKernel(
         expect(Number(ratio!.value[1])).toBeGreaterThan(0.9);
         expect(Number((await query(`conntrack_entries_limit{job="${JOB}"}`))[0]!.value[1])).toBe(limit);
 
-        // Now overflow it: these datagrams find no free entry, the kernel drops them and logs
-        // "table full, dropping packet".
-        await ns.exec(process.execPath, [TRAFFIC, 'udp', '20', '9000']);
+        // Now overflow it: with the limit at the count, these datagrams find no free entry (beyond
+        // what early drop frees), the kernel drops them and logs "table full, dropping packet".
+        await withConntrackMax(await ns.conntrackCount(), () => ns.exec(process.execPath, [TRAFFIC, 'udp', '20', '9000']));
       });
 
       // The drops reach Prometheus (and the kernel log, when this build has the collector).
