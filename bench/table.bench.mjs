@@ -6,8 +6,8 @@
 //     (its conntrack_table_scan_duration_seconds), peak RSS (VmHWM) and
 //     /metrics latency p50/p99 while scans run, and for comparison between scans;
 //   - a latency floor: the same probe against a bare Node.js HTTP server that
-//     serves a body of the same size while `cat` reads the table in a loop (the
-//     kernel work of a scan, without the exporter).
+//     sends the exporter's own last body while `cat` reads the table in a loop
+//     (the kernel work of a scan, without the exporter).
 // Twice: with the default collectors (as shipped) and with the table collector
 // alone, which isolates what the scan itself costs.
 //
@@ -91,7 +91,6 @@ const [url, scans, limitMs] = process.argv.slice(1);
   const requests = [], seen = new Map(), heap = {};
   let lastBody = '';
   const deadline = Date.now() + Number(limitMs);
-  // scans 0: until the deadline.
   while ((Number(scans) === 0 || seen.size < Number(scans)) && Date.now() < deadline) {
     const start = performance.timeOrigin + performance.now();
     let body = '';

@@ -28,7 +28,8 @@ import { runCommand, type CommandRunner } from './util/command.js';
 const gzipAsync = promisify(gzipCb);
 
 /**
- * Bodies up to this size are compressed inline. A /metrics body is usually
+ * Bodies up to this many characters (bytes, for the ASCII exposition format)
+ * are compressed inline. A /metrics body is usually
  * 20-60 KB, which gzip compresses in a fraction of a millisecond (0.2 ms for
  * 21 KB here), less than the round trip through libuv's thread pool of the
  * asynchronous call: on the 2-core bench machine, inline compression took
@@ -36,10 +37,10 @@ const gzipAsync = promisify(gzipCb);
  * Larger bodies (thousands of per-namespace series) go to the pool so that a
  * scrape never blocks the event loop for long.
  */
-const GZIP_INLINE_BYTES = 256 * 1024;
+const GZIP_INLINE_CHARS = 256 * 1024;
 
 function gzip(body: string): Promise<Buffer> | Buffer {
-  return body.length <= GZIP_INLINE_BYTES ? gzipSync(body) : gzipAsync(body);
+  return body.length <= GZIP_INLINE_CHARS ? gzipSync(body) : gzipAsync(body);
 }
 
 const MISNAMED_DEFAULT_METRICS = [
