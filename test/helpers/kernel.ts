@@ -286,11 +286,11 @@ export function parseExposition(text: string): Map<string, number> {
 const FETCH_SCRIPT =
   "const [u,h]=process.argv.slice(1);fetch(u,{headers:JSON.parse(h)}).then(async r=>{process.stdout.write(await r.text());process.exit(r.ok?0:3)}).catch(e=>{console.error(e.message);process.exit(4)})";
 
-/** Starts dist/main.js inside `ns` on 127.0.0.1:<port>, port untracked by conntrack. */
-export async function startExporterInNetns(ns: Netns, args: readonly string[] = [], port = 9746): Promise<RunningExporter> {
+/** Starts dist/main.js inside `ns` on <host>:<port> (127.0.0.1 unless told), port untracked by conntrack. */
+export async function startExporterInNetns(ns: Netns, args: readonly string[] = [], port = 9746, host = '127.0.0.1'): Promise<RunningExporter> {
   const child = ns.spawn(process.execPath, [
     join(REPO_ROOT, 'dist', 'main.js'),
-    `--web.listen-address=127.0.0.1:${port}`,
+    `--web.listen-address=${host}:${port}`,
     '--log.format=json',
     ...args,
   ]);
@@ -312,7 +312,7 @@ export async function startExporterInNetns(ns: Netns, args: readonly string[] = 
     });
   });
   const get = (path = '/metrics', headers: Record<string, string> = {}): Promise<string> =>
-    ns.exec(process.execPath, ['-e', FETCH_SCRIPT, `http://127.0.0.1:${port}${path}`, JSON.stringify(headers)]);
+    ns.exec(process.execPath, ['-e', FETCH_SCRIPT, `http://${host}:${port}${path}`, JSON.stringify(headers)]);
   return {
     port,
     get,
