@@ -4,7 +4,9 @@
  * Source: `<procfs>/net/stat/nf_conntrack`, or `conntrack -S` (ctnetlink,
  * needs CAP_NET_ADMIN) where the kernel has no such file
  * (CONFIG_NF_CONNTRACK_PROCFS=n). Values are u32 per CPU and wrap; each
- * counter grows by the change since the previous reading, per CPU.
+ * counter grows by the change since the previous reading, per CPU, and a
+ * decrease that cannot be a wrap (module reload) is a reset, not +2^32
+ * (counterDelta in src/metrics/delta-counter.ts).
  */
 import { Counter } from 'prom-client';
 import { DeltaCounter } from '../metrics/delta-counter.js';
