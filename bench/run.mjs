@@ -20,7 +20,7 @@ if (files.length === 0) {
 let failed = 0;
 for (const f of files) {
   console.log(`\n=== ${f}`);
-  const r = spawnSync(process.execPath, ['--expose-gc', join(here, f)], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--expose-gc', join(here, f), ...process.argv.slice(3)], { stdio: 'inherit' });
   if (r.status !== 0) {
     failed++;
     console.log(`${f}: exited with ${r.status ?? r.signal}`);
