@@ -13,6 +13,7 @@ import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
 import { scanTable, type ScanResult, type SourceMode } from '../table/scan.js';
 import { nextScanDelayMs } from '../table/schedule.js';
 import { SourceAbsentError } from '../table/sources.js';
+import { MAX_TOP_PORTS } from '../table/tally.js';
 import { NoDataError, type CollectorContext, type CollectorDefinition } from './collector.js';
 
 /** How long start() waits for the first scan (a small table takes milliseconds). */
@@ -25,6 +26,8 @@ class TableCollector {
   private readonly flagEntries: SnapshotGauge<'family' | 'protocol' | 'flag'>;
   private readonly destinations: SnapshotGauge<'protocol' | 'destination' | 'port'>;
   private readonly sourcePorts: SnapshotGauge<'protocol' | 'destination' | 'port'>;
+  private readonly destinationStates: SnapshotGauge<'protocol' | 'destination' | 'port' | 'state'>;
+  private readonly ports: SnapshotGauge<'protocol' | 'port'>;
   private readonly duration: SnapshotGauge;
   private readonly timestamp: SnapshotGauge;
   private readonly scanned: SnapshotGauge;
@@ -32,6 +35,7 @@ class TableCollector {
 
   private readonly intervalMs: number;
   private readonly topDestinations: number;
+  private readonly topPorts: number;
   private readonly mode: SourceMode;
   private readonly tool: string;
   private readonly memory = { toolMissing: false };
@@ -59,6 +63,7 @@ class TableCollector {
     const { flags, registry } = ctx;
     this.intervalMs = flags.number('collector.table.interval') * 1000;
     this.topDestinations = flags.number('collector.table.top-destinations');
+    this.topPorts = flags.number('collector.table.top-ports');
     this.mode = flags.string('collector.table.source') as SourceMode;
     this.tool = flags.string('conntrack.path');
     const registers = [registry];
@@ -84,6 +89,18 @@ class TableCollector {
       name: 'conntrack_table_destination_source_ports',
       help: `Most source ports any one source address holds toward each top destination; for source-NATed entries the translated address, from the reply tuple (${SOURCE_HELP}).`,
       labelNames: ['protocol', 'destination', 'port'],
+      registers,
+    });
+    this.destinationStates = new SnapshotGauge({
+      name: 'conntrack_table_destination_state_entries',
+      help: `Entries toward each top destination (the conntrack_table_destination_entries set) by protocol state, none for stateless protocols; they add up to its conntrack_table_destination_entries (${SOURCE_HELP}).`,
+      labelNames: ['protocol', 'destination', 'port', 'state'],
+      registers,
+    });
+    this.ports = new SnapshotGauge({
+      name: 'conntrack_table_destination_port_entries',
+      help: `Entries toward each of the --collector.table.top-ports busiest original-direction destination ports, whatever the destination address, IPv4 and IPv6 together (${SOURCE_HELP}).`,
+      labelNames: ['protocol', 'port'],
       registers,
     });
     this.duration = new SnapshotGauge({
@@ -162,6 +179,7 @@ class TableCollector {
         tool: this.tool,
         mode: this.mode,
         topDestinations: this.topDestinations,
+        topPorts: this.topPorts,
         signal: this.abort.signal,
         memory: this.memory,
       });
@@ -231,6 +249,15 @@ class TableCollector {
           : [{ labels: { protocol: d.protocol, destination: d.destination, port: d.port }, value: d.sourcePorts }],
       ),
     );
+    this.destinationStates.replace(
+      summary.destinations.flatMap((d) =>
+        d.states.map((st) => ({
+          labels: { protocol: d.protocol, destination: d.destination, port: d.port, state: st.state },
+          value: st.entries,
+        })),
+      ),
+    );
+    this.ports.replace(summary.ports.map((p) => ({ labels: { protocol: p.protocol, port: p.port }, value: p.entries })));
     this.duration.setOnly(result.durationSeconds);
     this.timestamp.setOnly(completedAt);
     this.scanned.setOnly(result.lines);
@@ -240,7 +267,17 @@ class TableCollector {
   }
 
   private clear(): void {
-    for (const g of [this.entries, this.flagEntries, this.destinations, this.sourcePorts, this.duration, this.timestamp, this.scanned]) {
+    for (const g of [
+      this.entries,
+      this.flagEntries,
+      this.destinations,
+      this.sourcePorts,
+      this.destinationStates,
+      this.ports,
+      this.duration,
+      this.timestamp,
+      this.scanned,
+    ]) {
       g.clear();
     }
     this.published = false;
@@ -249,7 +286,7 @@ class TableCollector {
 
 export const tableCollector: CollectorDefinition = {
   name: 'table',
-  help: 'Breakdown of the connection table by state, protocol, flag and top destination, from a periodic scan of /proc/net/nf_conntrack or conntrack -L.',
+  help: 'Breakdown of the connection table by state, protocol, flag, top destination port and top destination, from a periodic scan of /proc/net/nf_conntrack or conntrack -L.',
   defaultEnabled: true,
   flags: [
     {
@@ -265,6 +302,14 @@ export const tableCollector: CollectorDefinition = {
       default: '10',
       min: 0,
       help: 'How many of the busiest destinations to report in conntrack_table_destination_entries (0 disables).',
+    },
+    {
+      name: 'collector.table.top-ports',
+      type: 'int',
+      default: '10',
+      min: 0,
+      validate: (v) => ((v as number) > MAX_TOP_PORTS ? `must be at most ${MAX_TOP_PORTS}` : undefined),
+      help: `How many of the busiest destination ports to report in conntrack_table_destination_port_entries (0 disables, at most ${MAX_TOP_PORTS}).`,
     },
     {
       name: 'collector.table.source',

@@ -171,6 +171,13 @@ export class HeavyHitters {
     this.keys[slot * this.stride + i] = value;
   }
 
+  /** Adds `delta` to payload word `i` (width ≤ i < width + payload) in `slot`. */
+  addToWordAt(slot: number, i: number, delta: number): void {
+    if (i < this.width || i >= this.stride) throw new RangeError(`word ${i} is not a payload word`);
+    const at = slot * this.stride + i;
+    this.keys[at] = (this.keys[at] as number) + delta;
+  }
+
   /** Copies the key and payload in `slot` into `out`. */
   keyAt(slot: number, out: Uint32Array): Uint32Array {
     const base = slot * this.stride;

@@ -15,8 +15,8 @@
  *
  * The parser allocates nothing per line: it fills a reusable `ParsedLine`
  * and interns state names. Only what the table metrics need is kept: family,
- * protocol, state, flags, and the original direction's addresses and
- * destination port.
+ * protocol, state, flags, the timeout, the original direction's addresses and
+ * destination port, and the reply direction's destination.
  */
 import { parseIPv6, scanIPv4 } from './address.js';
 
@@ -47,6 +47,8 @@ export class ParsedLine {
   hasPorts = false;
   /** Original-direction destination port (when hasPorts). */
   dport = 0;
+  /** Seconds until the entry expires (the timeout column), or -1 where none is printed (offloaded). */
+  timeout = -1;
   /** Original-direction source and destination as four words (IPv4 in word 3). */
   readonly src = new Uint32Array(4);
   readonly dst = new Uint32Array(4);
@@ -259,15 +261,17 @@ export function parseLine(buf: Uint8Array, start: number, end: number, out: Pars
   // Timeout (absent when offloaded), then the protocol's private part up to the original tuple.
   let stateStart = -1;
   let stateEnd = -1;
-  let seenTimeout = false;
+  let timeout = -1;
   for (;;) {
     p = skipSpaces(buf, p, end);
     if (p >= end || buf[p] === NL) return false;
     if (startsWith(buf, p, end, SRC)) break;
     q = tokenEnd(buf, p, end);
     if (isDigits(buf, p, q)) {
-      if (seenTimeout || stateStart >= 0) return false;
-      seenTimeout = true;
+      if (timeout >= 0 || stateStart >= 0) return false;
+      // Kernel timeouts are u32 seconds; a longer digit run is read as the largest.
+      timeout = parseDecimal(buf, p, q, 0xffffffff);
+      if (timeout < 0) timeout = 0xffffffff;
     } else if (!hasEquals(buf, p, q)) {
       // GRE prints "timeout=…, stream_timeout=…"; anything else without "=" is the state.
       if (stateStart >= 0) return false;
@@ -351,5 +355,6 @@ export function parseLine(buf: Uint8Array, start: number, end: number, out: Pars
   out.flags = flags;
   out.hasPorts = hasPorts;
   out.dport = dport;
+  out.timeout = timeout;
   return true;
 }

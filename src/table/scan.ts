@@ -34,6 +34,8 @@ export interface ScanOptions {
   readonly tool: string;
   readonly mode: SourceMode;
   readonly topDestinations: number;
+  /** How many top destination ports to count (0: none). */
+  readonly topPorts?: number;
   readonly signal?: AbortSignal;
   /** Kept by the caller across scans: auto mode stops trying a tool that is not installed. */
   readonly memory: { toolMissing: boolean };
@@ -87,7 +89,7 @@ async function readProcFile(procfs: FsRoot, path: string, sink: ChunkSink, signa
 export async function scanTable(opts: ScanOptions): Promise<ScanResult> {
   const started = performance.now();
   const states = new StateNames();
-  const tally = new TableTally(states, { topDestinations: opts.topDestinations });
+  const tally = new TableTally(states, { topDestinations: opts.topDestinations, topPorts: opts.topPorts ?? 0 });
   const scanner = new TableScanner(tally, states);
   const sink: ChunkSink = (chunk) => scanner.push(chunk);
 

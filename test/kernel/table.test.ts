@@ -103,6 +103,10 @@ interface Oracle {
   destinations: Map<string, number>;
   /** `protocol/destination/port` → the most entries one source (reply-tuple destination) has toward it. */
   sourcePorts: Map<string, number>;
+  /** `protocol/destination/port/state` → count. */
+  destinationStates: Map<string, number>;
+  /** `protocol/port` → count, for entries with ports. */
+  ports: Map<string, number>;
 }
 
 /** Tallies `conntrack -L -o extended` the simple way (split on whitespace, key=value fields). */
@@ -110,6 +114,8 @@ function tallyListing(text: string): Oracle {
   const entries = new Map<string, number>();
   const destinations = new Map<string, number>();
   const perSource = new Map<string, number>();
+  const destinationStates = new Map<string, number>();
+  const ports = new Map<string, number>();
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 6) continue;
@@ -121,6 +127,8 @@ function tallyListing(text: string): Oracle {
     const value = (k: string): string | undefined => f.find((x) => x.startsWith(`${k}=`))?.slice(k.length + 1);
     const dest = `${protocol}/${value('dst')}/${value('dport') ?? ''}`;
     add(destinations, dest);
+    add(destinationStates, `${dest}/${state}`);
+    if (value('dport') !== undefined) add(ports, `${protocol}/${value('dport')}`);
     // The source whose ports an entry holds: the reply tuple's destination (the second dst=).
     const replyDst = f.filter((x) => x.startsWith('dst='))[1]?.slice(4);
     if (value('dport') !== undefined) add(perSource, `${dest}|${replyDst}`);
@@ -130,7 +138,7 @@ function tallyListing(text: string): Oracle {
     const dest = k.split('|')[0] as string;
     sourcePorts.set(dest, Math.max(sourcePorts.get(dest) ?? 0, n));
   }
-  return { entries, destinations, sourcePorts };
+  return { entries, destinations, sourcePorts, destinationStates, ports };
 }
 
 /** The exporter's series of one metric as `label1/label2/label3` → value. */
@@ -193,7 +201,9 @@ describeKernel('collector table on the real kernel', () => {
     for (const [dst, count] of heavy) {
       for (let i = 0; i < count; i++) {
         const src = i < count - 2 ? '10.1.0.7' : `10.1.0.${8 + i}`;
-        inserts.push(['-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport++), '--dport', '6379', '--state', 'ESTABLISHED', '-u', 'ASSURED,SEEN_REPLY']);
+        // A third of them in TIME_WAIT (600 s left, so all hold their port), a few SYN_SENT.
+        const state = i % 3 === 0 ? 'TIME_WAIT' : i % 7 === 1 ? 'SYN_SENT' : 'ESTABLISHED';
+        inserts.push(['-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport++), '--dport', '6379', '--state', state, '-u', 'ASSURED,SEEN_REPLY']);
       }
     }
     for (let i = n(1, 5); i > 0; i--) inserts.push(['-p', 'udp', '-s', '10.1.0.1', '-d', '10.2.1.1', '--sport', String(sport++), '--dport', '53', '-u', 'SEEN_REPLY']);
@@ -212,12 +222,10 @@ describeKernel('collector table on the real kernel', () => {
     });
 
     const ready = Date.now() / 1000;
-    exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s', `--collector.table.top-destinations=${TOP}`], PORT);
-    netlinkExporter = await startExporterInNetns(
-      ns,
-      ['--collector.table.interval=1s', `--collector.table.top-destinations=${TOP}`, '--collector.table.source=netlink'],
-      NETLINK_PORT,
-    );
+    // Every port of the namespace fits in the top 100, so the port series equal the oracle's.
+    const flags = ['--collector.table.interval=1s', `--collector.table.top-destinations=${TOP}`, '--collector.table.top-ports=100'];
+    exporter = await startExporterInNetns(ns, flags, PORT);
+    netlinkExporter = await startExporterInNetns(ns, [...flags, '--collector.table.source=netlink'], NETLINK_PORT);
     const [proc, netlink] = [await scanAfter(exporter, ready), await scanAfter(netlinkExporter, ready)];
     const oracle = tallyListing(await ns.exec('conntrack', ['-L', '-o', 'extended']));
 
@@ -246,6 +254,17 @@ describeKernel('collector table on the real kernel', () => {
       const ports = series(m, 'conntrack_table_destination_source_ports', ['protocol', 'destination', 'port']);
       expect(ports, name).toEqual(new Map(heavy.map(([dst]) => [`tcp/${dst}/6379`, oracle.sourcePorts.get(`tcp/${dst}/6379`)])));
       expect(ports.get('tcp/10.3.0.1/6379'), name).toBe(28);
+
+      // Each top destination by state, against the listing: TIME_WAIT, ESTABLISHED and SYN_SENT.
+      const states = series(m, 'conntrack_table_destination_state_entries', ['protocol', 'destination', 'port', 'state']);
+      const expectedStates = new Map([...oracle.destinationStates].filter(([k]) => [...expectedTop.keys()].some((d) => k.startsWith(`${d}/`))));
+      expect(states, `${context}, ${name}`).toEqual(expectedStates);
+      expect(states.get('tcp/10.3.0.1/6379/TIME_WAIT'), name).toBe(10);
+      expect(states.get('tcp/10.3.0.1/6379/SYN_SENT'), name).toBeGreaterThan(0);
+
+      // Entries per destination port, every port of the table.
+      expect(series(m, 'conntrack_table_destination_port_entries', ['protocol', 'port']), `${context}, ${name}`).toEqual(oracle.ports);
+      expect(oracle.ports.get('tcp/6379')).toBe(91);
     }
     expect(netlinkExporter.logs()).toContain('scanning the connection table from conntrack -L -o extended');
     await netlinkExporter.stop();

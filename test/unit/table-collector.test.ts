@@ -47,7 +47,9 @@ describe('collector table', () => {
     expect(m.get('conntrack_table_entries{family="ipv4",protocol="50",state="none"}')).toBe(1);
     expect(m.get('conntrack_table_flag_entries{family="ipv4",protocol="udp",flag="unreplied"}')).toBe(2);
     expect(m.get('conntrack_table_flag_entries{family="ipv4",protocol="udp",flag="hw_offload"}')).toBe(0);
-    const top = [...m].filter(([k]) => k.startsWith('conntrack_table_destination_'));
+    const top = [...m].filter(
+      ([k]) => k.startsWith('conntrack_table_destination_entries') || k.startsWith('conntrack_table_destination_source_ports'),
+    );
     expect(top).toEqual([
       ['conntrack_table_destination_entries{protocol="tcp",destination="10.0.0.9",port="6379"}', 4],
       ['conntrack_table_destination_entries{protocol="tcp",destination="10.0.0.9",port="8080"}', 4],
@@ -56,6 +58,24 @@ describe('collector table', () => {
       ['conntrack_table_destination_source_ports{protocol="tcp",destination="10.0.0.9",port="8080"}', 4],
       ['conntrack_table_destination_source_ports{protocol="udp",destination="10.0.0.1",port="53"}', 3],
     ]);
+    // Each top destination by state, adding up to its entries.
+    expect([...m].filter(([k]) => k.startsWith('conntrack_table_destination_state_entries'))).toEqual([
+      ['conntrack_table_destination_state_entries{protocol="tcp",destination="10.0.0.9",port="6379",state="TIME_WAIT"}', 4],
+      ['conntrack_table_destination_state_entries{protocol="tcp",destination="10.0.0.9",port="8080",state="CLOSE"}', 1],
+      ['conntrack_table_destination_state_entries{protocol="tcp",destination="10.0.0.9",port="8080",state="CLOSE_WAIT"}', 1],
+      ['conntrack_table_destination_state_entries{protocol="tcp",destination="10.0.0.9",port="8080",state="FIN_WAIT"}', 1],
+      ['conntrack_table_destination_state_entries{protocol="tcp",destination="10.0.0.9",port="8080",state="LAST_ACK"}', 1],
+      ['conntrack_table_destination_state_entries{protocol="udp",destination="10.0.0.1",port="53",state="none"}', 4],
+    ]);
+    // Ports: the default top 10, both families together (tcp/22 has one IPv4 and two IPv6 entries).
+    const ports = [...m].filter(([k]) => k.startsWith('conntrack_table_destination_port_entries'));
+    expect(ports.slice(0, 4)).toEqual([
+      ['conntrack_table_destination_port_entries{protocol="tcp",port="6379"}', 4],
+      ['conntrack_table_destination_port_entries{protocol="tcp",port="8080"}', 4],
+      ['conntrack_table_destination_port_entries{protocol="udp",port="53"}', 4],
+      ['conntrack_table_destination_port_entries{protocol="tcp",port="22"}', 3],
+    ]);
+    expect(ports).toHaveLength(10);
     expect(m.get('conntrack_table_scan_duration_seconds')).toBeGreaterThan(0);
     expect(Math.abs(m.get('conntrack_table_scan_timestamp_seconds')! - Date.now() / 1000)).toBeLessThan(10);
   });
@@ -66,7 +86,8 @@ describe('collector table', () => {
       args: [`--path.procfs=${PROC_6_18}`, '--collector.table.top-destinations=0'],
     });
     const m = await afterFirstScan(app);
-    expect([...m.keys()].filter((k) => k.includes('destination'))).toEqual([]);
+    expect([...m.keys()].filter((k) => k.includes('destination='))).toEqual([]);
+    expect([...m.keys()].filter((k) => k.startsWith('conntrack_table_destination_port_entries'))).toHaveLength(10);
     expect(m.get('conntrack_table_entries{family="ipv4",protocol="udp",state="none"}')).toBe(5);
   });
 
@@ -111,6 +132,9 @@ describe('collector table', () => {
     );
     await expect(buildTestApp({ collectors: [tableCollector], args: ['--collector.table.source=ebpf'] })).rejects.toThrow(
       /collector.table.source/,
+    );
+    await expect(buildTestApp({ collectors: [tableCollector], args: ['--collector.table.top-ports=1001'] })).rejects.toThrow(
+      /collector.table.top-ports.*at most 1000/,
     );
   });
 });

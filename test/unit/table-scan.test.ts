@@ -8,7 +8,7 @@ import { hasLinearProcReads, parseKernelRelease, scanTable, type ScanOptions } f
 import { TableScanner } from '../../src/table/scanner.js';
 import { nextScanDelayMs } from '../../src/table/schedule.js';
 import { readFileInProcess, SourceAbsentError, streamCommand } from '../../src/table/sources.js';
-import { TableTally, type TableSummary } from '../../src/table/tally.js';
+import { TableTally, type DestinationCount, type TableSummary } from '../../src/table/tally.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'table');
 const PROC_6_18 = join(FIXTURES, 'proc-6.18');
@@ -30,6 +30,11 @@ function scanText(text: string, topDestinations = 10): { summary: TableSummary; 
 /** `family/protocol/state` → count, for compact exact comparisons. */
 function entryMap(s: TableSummary): Record<string, number> {
   return Object.fromEntries(s.entries.map((e) => [`${e.family}/${e.protocol}/${e.state}`, e.count]));
+}
+
+/** The destination fields every scan had before per-state counts and the busiest source. */
+function basic(d: DestinationCount): Pick<DestinationCount, 'protocol' | 'destination' | 'port' | 'entries' | 'sourcePorts'> {
+  return { protocol: d.protocol, destination: d.destination, port: d.port, entries: d.entries, sourcePorts: d.sourcePorts };
 }
 
 /** Non-zero flags only: `family/protocol/flag` → count. */
@@ -87,7 +92,7 @@ describe('table scan of a 6.18 /proc/net/nf_conntrack', () => {
     const { summary } = scanText(text, 6);
     expect(summary.destinationsError).toBe(0);
     expect(summary.sourcePortsError).toBe(0);
-    expect(summary.destinations).toEqual([
+    expect(summary.destinations.map(basic)).toEqual([
       { protocol: 'tcp', destination: '10.0.0.9', port: '6379', entries: 4, sourcePorts: 4 },
       { protocol: 'tcp', destination: '10.0.0.9', port: '8080', entries: 4, sourcePorts: 4 },
       { protocol: 'udp', destination: '10.0.0.1', port: '53', entries: 4, sourcePorts: 3 },
@@ -100,7 +105,7 @@ describe('table scan of a 6.18 /proc/net/nf_conntrack', () => {
   it('labels protocols without ports with an empty port and no source-ports value', () => {
     const { summary } = scanText(text, 100);
     expect(summary.destinations).toHaveLength(16);
-    expect(summary.destinations.filter((d) => d.port === '')).toEqual([
+    expect(summary.destinations.filter((d) => d.port === '').map(basic)).toEqual([
       { protocol: 'icmp', destination: '8.8.8.8', port: '', entries: 1, sourcePorts: undefined },
       { protocol: 'gre', destination: '10.0.0.9', port: '', entries: 1, sourcePorts: undefined },
       { protocol: '50', destination: '10.0.0.9', port: '', entries: 1, sourcePorts: undefined },
@@ -148,7 +153,16 @@ describe('source ports per destination', () => {
       `src=93.184.216.34 dst=203.0.113.1 sport=443 dport=${natPort} packets=2 bytes=120 [ASSURED] mark=0 zone=0 use=2\n`;
     const text = snat('192.168.1.10', 40000, 61001) + snat('192.168.1.11', 40000, 61002) + snat('192.168.1.12', 40000, 61003) + snat('192.168.1.10', 40001, 61004);
     expect(scanText(text).summary.destinations).toEqual([
-      { protocol: 'tcp', destination: '93.184.216.34', port: '443', entries: 4, sourcePorts: 4 },
+      {
+        protocol: 'tcp',
+        destination: '93.184.216.34',
+        port: '443',
+        entries: 4,
+        sourcePorts: 4,
+        busiestSource: '203.0.113.1',
+        busiestSourceTranslated: true,
+        states: [{ state: 'ESTABLISHED', entries: 4 }],
+      },
     ]);
     // IPv6 reply tuples too; and a line whose reply destination is of another family is malformed.
     const v6 = (client: string, natPort: number): string =>
@@ -206,7 +220,7 @@ describe('other layouts', () => {
       'ipv6/udp/none': 1,
       'ipv6/icmpv6/none': 1,
     });
-    expect(summary.destinations[0]).toEqual({ protocol: 'tcp', destination: '10.0.0.9', port: '443', entries: 2, sourcePorts: 2 });
+    expect(basic(summary.destinations[0]!)).toEqual({ protocol: 'tcp', destination: '10.0.0.9', port: '443', entries: 2, sourcePorts: 2 });
     expect(summary.destinations.map((d) => d.destination)).toContain('::ffff:10.0.0.9');
   });
 
