@@ -1,6 +1,12 @@
 /**
- * Collector `netns` (opt-in): conntrack entries per network namespace and the
- * Kubernetes pod each namespace belongs to.
+ * Collector `netns` (opt-in): conntrack entries and statistics per network
+ * namespace and the Kubernetes pod each namespace belongs to.
+ *
+ * Statistics (drop, early_drop, insert_failed, clash_resolve, invalid) come
+ * from the same `<pid>/net/stat/nf_conntrack` read as the entries, are fed
+ * per CPU like the host's (DeltaTotals: wrap- and reset-aware), and are kept
+ * only for the namespaces of the latest scan. Which namespaces get series:
+ * selectStatNamespaces (rising or non-zero first, capped by the same max).
  *
  * Every namespace is checked against the same global nf_conntrack_max, so the
  * host's own count cannot say which pod filled its table. Namespaces are found
@@ -13,13 +19,18 @@
  * CAP_SYS_ADMIN) and running `conntrack -C` once per namespace, a process per
  * pod on every scrape. Those namespaces still get their info series.
  */
+import { DeltaTotals, SnapshotCounter } from '../metrics/delta-counter.js';
 import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
-import { scanNetworkNamespaces, selectNamespaces } from '../procfs/netns.js';
+import { STAT_HELP } from '../procfs/conntrack-stat.js';
+import { scanNetworkNamespaces, selectNamespaces, selectStatNamespaces, type NetnsStatCandidate } from '../procfs/netns.js';
 import { NoDataError, type CollectorDefinition } from './collector.js';
+
+/** Statistics exported per namespace as conntrack_netns_stat_<name>_total (canonical names, see STAT_ALIASES). */
+export const NETNS_STATS = ['drop', 'early_drop', 'insert_failed', 'clash_resolve', 'invalid'] as const;
 
 export const netnsCollector: CollectorDefinition = {
   name: 'netns',
-  help: 'Conntrack entries per network namespace and the pod owning each, from /proc/<pid>/ns/net, net/stat/nf_conntrack and cgroup (needs hostPID).',
+  help: 'Conntrack entries and statistics per network namespace and the pod owning each, from /proc/<pid>/ns/net, net/stat/nf_conntrack and cgroup (needs hostPID).',
   defaultEnabled: false,
   flags: [
     {
@@ -34,7 +45,7 @@ export const netnsCollector: CollectorDefinition = {
       type: 'int',
       default: '500',
       min: 0,
-      help: 'Export at most this many conntrack_netns_entries series, largest first; the rest are summed into conntrack_netns_omitted_entries.',
+      help: 'Export conntrack_netns_entries for at most this many namespaces, largest first (the rest are summed into conntrack_netns_omitted_entries), and the conntrack_netns_stat_* counters for at most this many, those whose statistics rose first.',
     },
   ],
   create(ctx) {
@@ -63,6 +74,19 @@ export const netnsCollector: CollectorDefinition = {
       help: 'Network namespaces found through the processes in /proc/<pid>/ns/net on the last scrape.',
       registers,
     });
+    const statCounters = new Map(
+      NETNS_STATS.map((name) => [
+        name,
+        new SnapshotCounter<'netns'>({
+          name: `conntrack_netns_stat_${name}_total`,
+          help: `${STAT_HELP[name] ?? name}, in one network namespace by inode, summed over CPUs (${name === 'clash_resolve' ? 'clashres' : name} column of /proc/<pid>/net/stat/nf_conntrack).`,
+          labelNames: ['netns'],
+          registers,
+        }),
+      ]),
+    );
+    // Running totals per `<inode> <stat>`, fed per CPU; only for the namespaces of the last scan.
+    const totals = new DeltaTotals(32);
     const skipped = new SnapshotGauge<'reason'>({
       name: 'conntrack_netns_scan_skipped_pids',
       help: 'Processes skipped on the last scan of /proc/<pid>, because they exited during it (vanished) or their files could not be read (denied).',
@@ -86,6 +110,37 @@ export const netnsCollector: CollectorDefinition = {
           })),
         );
         namespaces.setOnly(scan.namespaces.length);
+
+        const candidates: NetnsStatCandidate[] = [];
+        const present = new Map<number, Set<string>>();
+        const live = new Set<string>();
+        for (const n of scan.namespaces) {
+          const names = new Set(NETNS_STATS.filter((name) => n.cpus[0]?.values.has(name)));
+          if (names.size === 0) continue;
+          present.set(n.inode, names);
+          let rose = 0;
+          let total = 0;
+          for (const name of names) {
+            const key = `${n.inode} ${name}`;
+            live.add(key);
+            const known = totals.total(key) !== undefined;
+            for (const row of n.cpus) {
+              const delta = totals.observe(key, String(row.cpu), row.values.get(name) ?? 0);
+              if (known) rose += delta;
+            }
+            total += totals.total(key) ?? 0;
+          }
+          candidates.push({ inode: n.inode, entries: n.entries ?? 0, rose, total });
+        }
+        totals.retain((key) => live.has(key));
+        const statShown = selectStatNamespaces(candidates, minEntries, max);
+        for (const [name, counter] of statCounters) {
+          counter.replace(
+            statShown
+              .filter((c) => present.get(c.inode)?.has(name))
+              .map((c) => ({ labels: { netns: String(c.inode) }, value: totals.total(`${c.inode} ${name}`) ?? 0 })),
+          );
+        }
         skipped.replace([
           { labels: { reason: 'vanished' }, value: scan.vanished },
           { labels: { reason: 'denied' }, value: scan.denied },

@@ -18,7 +18,7 @@
  */
 import { readdir, readlink } from 'node:fs/promises';
 import { parseCgroupFile, type CgroupIdentity } from './cgroup.js';
-import { parseConntrackStatFile } from './conntrack-stat.js';
+import { parseConntrackStatFile, type CpuStats } from './conntrack-stat.js';
 import { KernelFileError, ParseError, readTextOrAbsent, type FsRoot } from './fs.js';
 
 /** Parses a `net:[4026531992]` link target into the inode. Pure; throws ParseError. */
@@ -48,6 +48,8 @@ export interface NetnsReading {
   readonly processes: number;
   /** Entries in its conntrack table; undefined where `net/stat/nf_conntrack` does not exist. */
   readonly entries: number | undefined;
+  /** The namespace's per-CPU statistics (raw u32 values) from the same file; empty where it does not exist. */
+  readonly cpus: readonly CpuStats[];
   readonly identity: CgroupIdentity;
 }
 
@@ -147,8 +149,14 @@ export async function scanNetworkNamespaces(procfs: FsRoot, io: NetnsScanIo = re
           // Either the kernel has no such file (CONFIG_NF_CONNTRACK_PROCFS=n, module not loaded) or the pid just exited.
           await io.readlink(procfs.path(dir, 'ns', 'net'));
         }
-        const entries = stat === undefined ? undefined : parseConntrackStatFile(stat, statPath).entries;
-        return { inode, processes: members.length, entries, identity: parseCgroupFile(cgroup) };
+        const parsed = stat === undefined ? undefined : parseConntrackStatFile(stat, statPath);
+        return {
+          inode,
+          processes: members.length,
+          entries: parsed?.entries,
+          cpus: parsed?.cpus ?? [],
+          identity: parseCgroupFile(cgroup),
+        };
       } catch (err) {
         skip(err);
       }
@@ -186,4 +194,31 @@ export function selectNamespaces(namespaces: readonly NetnsReading[], minEntries
     omittedEntries: rest.reduce((s, n) => s + n.entries, 0),
     omittedNamespaces: rest.length,
   };
+}
+
+/** What the collector knows of a namespace's statistics when choosing which get series. */
+export interface NetnsStatCandidate {
+  readonly inode: number;
+  readonly entries: number;
+  /** Sum of the exported statistics' changes since the previous scrape (0 on the first). */
+  readonly rose: number;
+  /** Sum of the exported statistics' running totals. */
+  readonly total: number;
+}
+
+/**
+ * Picks the namespaces that get per-namespace statistics series, at most `max`.
+ * Eligible: a namespace whose statistics rose since the previous scrape or are
+ * not zero (a namespace that drops is often one with few entries: the limit is
+ * global, so the dropping namespace need not be the one that filled the table),
+ * or one with at least `minEntries` entries, as for conntrack_netns_entries.
+ * Ranked: the largest rise first (the namespace dropping now), then the
+ * largest totals (one that dropped before), then the largest entry count,
+ * ties by inode (stable output). Pure.
+ */
+export function selectStatNamespaces(candidates: readonly NetnsStatCandidate[], minEntries: number, max: number): NetnsStatCandidate[] {
+  return candidates
+    .filter((c) => c.rose > 0 || c.total > 0 || c.entries >= minEntries)
+    .sort((a, b) => b.rose - a.rose || b.total - a.total || b.entries - a.entries || a.inode - b.inode)
+    .slice(0, max);
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Counter, Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { statCollector } from '../../src/collectors/stat.js';
-import { DeltaCounter, counterDelta } from '../../src/metrics/delta-counter.js';
+import { DeltaCounter, DeltaTotals, SnapshotCounter, counterDelta } from '../../src/metrics/delta-counter.js';
 import { buildTestApp, samples } from '../helpers/app.js';
 
 describe('counterDelta', () => {
@@ -77,6 +77,34 @@ describe('DeltaCounter', () => {
     const c = new Counter({ name: 'y_total', help: 'y', labelNames: ['cpu'], registers: [] });
     new DeltaCounter(c).observe('3', { cpu: '3' }, 0);
     expect((await c.get()).values).toEqual([{ value: 0, labels: { cpu: '3' } }]);
+  });
+});
+
+describe('DeltaTotals and SnapshotCounter', () => {
+  it('sums per-source changes per series, wrap- and reset-aware, and forgets series', () => {
+    const t = new DeltaTotals();
+    expect(t.observe('ns1 drop', '0', 10)).toBe(10);
+    expect(t.observe('ns1 drop', '1', 0xfffffff0)).toBe(0xfffffff0);
+    expect(t.observe('ns2 drop', '0', 3)).toBe(3);
+    expect(t.observe('ns1 drop', '1', 0x10)).toBe(0x20);
+    expect(t.observe('ns1 drop', '0', 2)).toBe(2); // reset, not a wrap
+    expect(t.total('ns1 drop')).toBe(10 + 0xfffffff0 + 0x20 + 2);
+    t.retain((k) => k !== 'ns1 drop');
+    expect(t.size).toBe(1);
+    expect(t.total('ns1 drop')).toBeUndefined();
+    expect(t.observe('ns1 drop', '0', 4)).toBe(4);
+    t.forget('ns2 drop');
+    expect(t.total('ns2 drop')).toBeUndefined();
+  });
+
+  it('exports exactly the last samples as a counter', async () => {
+    const registry = new Registry();
+    const c = new SnapshotCounter<'netns'>({ name: 'z_total', help: 'z', labelNames: ['netns'], registers: [registry] });
+    c.replace([{ labels: { netns: '1' }, value: 5 }]);
+    expect(await registry.metrics()).toBe('# HELP z_total z\n# TYPE z_total counter\nz_total{netns="1"} 5\n');
+    c.replace([]);
+    expect(await registry.metrics()).toBe('# HELP z_total z\n# TYPE z_total counter\n');
+    expect(() => new SnapshotCounter({ name: 'z', help: 'z', labelNames: [], registers: [] })).toThrow(/_total/);
   });
 });
 

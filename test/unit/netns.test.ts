@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +12,28 @@ import {
   realNetnsIo,
   scanNetworkNamespaces,
   selectNamespaces,
+  selectStatNamespaces,
   type NetnsReading,
+  type NetnsStatCandidate,
   type NetnsScanIo,
 } from '../../src/procfs/netns.js';
 import { buildTestApp, samples } from '../helpers/app.js';
-import { REPO_ROOT } from '../helpers/kernel.js';
+import { IN_CI, REPO_ROOT } from '../helpers/kernel.js';
 
 const cgroupFixture = (name: string): string => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'cgroup', name), 'utf8');
 
 const HEADER =
   'entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart';
 
-/** A 6.18 stat file for 2 CPUs whose namespace holds `entries`. */
-function statFile(entries: number): string {
-  const e = entries.toString(16).padStart(8, '0');
-  const row = `${e}  ${Array(12).fill('00000000').join(' ')}  ${Array(4).fill('00000000').join(' ')}`;
-  return `${HEADER}\n${row}\n${row}\n`;
+/** Per-CPU values of stat columns (by the file's own names, e.g. clashres), two CPUs. */
+type StatValues = Partial<Record<string, [number, number]>>;
+
+/** A 6.18 stat file for 2 CPUs whose namespace holds `entries`, the given columns set and the others 0. */
+function statFile(entries: number, values: StatValues = {}): string {
+  const names = HEADER.trim().split(/\s+/);
+  const row = (cpu: 0 | 1): string =>
+    names.map((name) => (name === 'entries' ? entries : (values[name]?.[cpu] ?? 0)).toString(16).padStart(8, '0')).join(' ');
+  return `${HEADER}\n${row(0)}\n${row(1)}\n`;
 }
 
 const POD_A = { uid: 'd4c3b2a1-0f9e-4d8c-b7a6-958473625140', id: '5f6e7d8c9b0a1f2e3d4c5b6a79887766554433221100ffeeddccbbaa99887766' };
@@ -36,6 +43,7 @@ interface FakePid {
   inode?: number;
   cgroup?: string;
   entries?: number;
+  stats?: StatValues;
 }
 
 /** Writes a procfs tree: `<pid>/ns/net` as a symlink to net:[inode] (as the kernel shows it), cgroup, net/stat/nf_conntrack. */
@@ -49,7 +57,7 @@ function writeTree(root: string, pids: Record<number, FakePid>): void {
     if (p.cgroup !== undefined) writeFileSync(join(dir, 'cgroup'), p.cgroup);
     if (p.entries !== undefined) {
       mkdirSync(join(dir, 'net', 'stat'), { recursive: true });
-      writeFileSync(join(dir, 'net', 'stat', 'nf_conntrack'), statFile(p.entries));
+      writeFileSync(join(dir, 'net', 'stat', 'nf_conntrack'), statFile(p.entries, p.stats));
     }
   }
 }
@@ -63,7 +71,7 @@ const NODE: Record<number, FakePid> = {
   200: { inode: 4026532300, cgroup: cgroupFixture('v2-systemd-containerd-cgroupns-6.8'), entries: 0 },
   300: {},
   400: { inode: 4026532999, cgroup: cgroupFixture('v2-host-6.18'), entries: 9 },
-  500: { inode: 4026532400, cgroup: cgroupFixture('v2-systemd-crio-6.6'), entries: 3 },
+  500: { inode: 4026532400, cgroup: cgroupFixture('v2-systemd-crio-6.6'), entries: 3, stats: { drop: [7, 0x10], clashres: [1, 0], invalid: [2, 3] } },
 };
 
 describe('parseNetnsLink', () => {
@@ -106,7 +114,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
     const scan = await scanNetworkNamespaces(new FsRoot(root), racingIo());
     expect(scan.vanished).toBe(2); // pid 300 (no ns link) and pid 100 (exited mid-scan)
     expect(scan.denied).toBe(1); // pid 400
-    expect(scan.namespaces).toEqual([
+    expect(scan.namespaces.map(({ cpus: _, ...rest }) => rest)).toEqual([
       { inode: 4026531840, processes: 2, entries: 32, identity: {} },
       { inode: 4026532200, processes: 2, entries: 500, identity: { podUid: POD_A.uid, containerId: POD_A.id } },
       {
@@ -116,6 +124,12 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
         identity: { podUid: '1e2d3c4b-5a69-4788-96a5-b4c3d2e1f0a9', containerId: 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00' },
       },
       { inode: 4026532400, processes: 1, entries: 3, identity: { podUid: POD_B.uid, containerId: POD_B.id } },
+    ]);
+    // Each namespace's own per-CPU statistics, from the same file.
+    const podB = scan.namespaces.find((n) => n.inode === 4026532400);
+    expect(podB?.cpus.map((c) => [c.cpu, c.values.get('drop'), c.values.get('clash_resolve')])).toEqual([
+      [0, 7, 1],
+      [1, 0x10, 0],
     ]);
   });
 
@@ -147,6 +161,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
       inode: 4026532400,
       processes: 1,
       entries: undefined,
+      cpus: [],
       identity: { podUid: POD_B.uid, containerId: POD_B.id },
     });
     expect(scan.vanished).toBe(1);
@@ -164,7 +179,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
 });
 
 describe('selectNamespaces', () => {
-  const ns = (inode: number, entries: number | undefined): NetnsReading => ({ inode, processes: 1, entries, identity: {} });
+  const ns = (inode: number, entries: number | undefined): NetnsReading => ({ inode, processes: 1, entries, cpus: [], identity: {} });
   const all = [ns(10, 5), ns(11, 0), ns(12, 900), ns(13, undefined), ns(14, 40), ns(15, 40)];
 
   it('keeps namespaces at or above the minimum, largest first, ties by inode', () => {
@@ -184,6 +199,23 @@ describe('selectNamespaces', () => {
   it('exports empty namespaces with a minimum of 0 and none with a maximum of 0', () => {
     expect(selectNamespaces(all, 0, 500).shown.map((n) => n.inode)).toEqual([12, 14, 15, 10, 11]);
     expect(selectNamespaces(all, 0, 0)).toEqual({ shown: [], omittedEntries: 985, omittedNamespaces: 5 });
+  });
+});
+
+describe('selectStatNamespaces', () => {
+  const c = (inode: number, entries: number, rose: number, total: number): NetnsStatCandidate => ({ inode, entries, rose, total });
+
+  it('keeps rising or non-zero namespaces whatever their size, and the others only from the minimum entries', () => {
+    const all = [c(1, 0, 0, 0), c(2, 0, 0, 3), c(3, 0, 2, 2), c(4, 5, 0, 0), c(5, 0, 0, 0)];
+    expect(selectStatNamespaces(all, 1, 10).map((n) => n.inode)).toEqual([3, 2, 4]);
+    expect(selectStatNamespaces(all, 0, 10).map((n) => n.inode)).toEqual([3, 2, 4, 1, 5]);
+  });
+
+  it('ranks by rise, then totals, then entries, then inode under the cap', () => {
+    const all = [c(9, 100, 0, 0), c(8, 1, 0, 50), c(7, 1, 1, 1), c(6, 1, 9, 9), c(5, 100, 0, 0)];
+    expect(selectStatNamespaces(all, 1, 3).map((n) => n.inode)).toEqual([6, 7, 8]);
+    expect(selectStatNamespaces(all, 1, 5).map((n) => n.inode)).toEqual([6, 7, 8, 5, 9]);
+    expect(selectStatNamespaces(all, 1, 0)).toEqual([]);
   });
 });
 
@@ -217,9 +249,85 @@ describe('netns collector over a fake procfs', () => {
       ['conntrack_netns_info{netns="4026532999",pod_uid="",container_id=""}', 1],
       ['conntrack_netns_info{netns="4026532400",pod_uid="8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",container_id="e1d2c3b4a5968778695a4b3c2d1e0f9e8d7c6b5a49382716051f2e3d4c5b6a79"}', 1],
       ['conntrack_netns_namespaces', 5],
+      // Statistics for --collector.netns.max=2 namespaces: pod B, small but dropping, before the larger quiet ones.
+      ['conntrack_netns_stat_drop_total{netns="4026532400"}', 7 + 0x10],
+      ['conntrack_netns_stat_drop_total{netns="4026532200"}', 0],
+      ['conntrack_netns_stat_early_drop_total{netns="4026532400"}', 0],
+      ['conntrack_netns_stat_early_drop_total{netns="4026532200"}', 0],
+      ['conntrack_netns_stat_insert_failed_total{netns="4026532400"}', 0],
+      ['conntrack_netns_stat_insert_failed_total{netns="4026532200"}', 0],
+      ['conntrack_netns_stat_clash_resolve_total{netns="4026532400"}', 1],
+      ['conntrack_netns_stat_clash_resolve_total{netns="4026532200"}', 0],
+      ['conntrack_netns_stat_invalid_total{netns="4026532400"}', 5],
+      ['conntrack_netns_stat_invalid_total{netns="4026532200"}', 0],
       ['conntrack_netns_scan_skipped_pids{reason="vanished"}', 1],
       ['conntrack_netns_scan_skipped_pids{reason="denied"}', 0],
     ]);
+  });
+
+  it('feeds the statistics per namespace and CPU across a wrap and a reset, ranks rising namespaces first, and forgets namespaces that are gone', async () => {
+    const stat = (pid: number, entries: number, stats: StatValues): void =>
+      writeFileSync(join(root, String(pid), 'net', 'stat', 'nf_conntrack'), statFile(entries, stats));
+    writeTree(root, {
+      1: { inode: 4026531840, cgroup: '0::/\n', entries: 900, stats: { drop: [1, 2] } },
+      10: { inode: 4026532010, cgroup: '0::/\n', entries: 0, stats: { early_drop: [0, 0xfffffff0] } },
+      20: { inode: 4026532020, cgroup: '0::/\n', entries: 50, stats: {} },
+      30: { inode: 4026532030, cgroup: '0::/\n', entries: 0, stats: {} },
+    });
+    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns', '--collector.netns.max=2'], collectors: [netnsCollector] });
+    const scrape = async (): Promise<Map<string, number>> => {
+      const s = samples((await app?.inject({ url: '/metrics' }))?.body ?? '');
+      expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(1);
+      return new Map([...s].filter(([k]) => k.startsWith('conntrack_netns_stat_') && /_(drop|early_drop)_total/.test(k)));
+    };
+    // First scrape: nothing rose yet; the two with non-zero totals win the cap of 2 (the empty 4026532010 among them).
+    expect(await scrape()).toEqual(
+      new Map([
+        ['conntrack_netns_stat_drop_total{netns="4026532010"}', 0],
+        ['conntrack_netns_stat_drop_total{netns="4026531840"}', 3],
+        ['conntrack_netns_stat_early_drop_total{netns="4026532010"}', 0xfffffff0],
+        ['conntrack_netns_stat_early_drop_total{netns="4026531840"}', 0],
+      ]),
+    );
+    // 4026532010's CPU 1 wraps (+0x20); 4026532030, empty, starts dropping (+4) and outranks the host's totals.
+    stat(10, 0, { early_drop: [0, 0x10] });
+    stat(30, 0, { drop: [4, 0] });
+    expect(await scrape()).toEqual(
+      new Map([
+        ['conntrack_netns_stat_drop_total{netns="4026532010"}', 0],
+        ['conntrack_netns_stat_drop_total{netns="4026532030"}', 4],
+        ['conntrack_netns_stat_early_drop_total{netns="4026532010"}', 0xfffffff0 + 0x20],
+        ['conntrack_netns_stat_early_drop_total{netns="4026532030"}', 0],
+      ]),
+    );
+    // 4026532010 disappears (its state with it), 4026532030's counters go back to small values (a reset, not +2^32).
+    rmSync(join(root, '10'), { recursive: true });
+    stat(30, 0, { drop: [1, 0] });
+    const third = await scrape();
+    expect(third.get('conntrack_netns_stat_drop_total{netns="4026532030"}')).toBe(4 + 1);
+    expect([...third.keys()].filter((k) => k.includes('4026532010'))).toEqual([]);
+    // A namespace with the same inode comes back: counted from its own values, not continued from the old state.
+    writeTree(join(root, 'again'), { 10: { inode: 4026532010, cgroup: '0::/\n', entries: 0, stats: { early_drop: [5, 0] } } });
+    rmSync(join(root, 'again', 'self'));
+    rmSync(join(root, 'again', 'net'), { recursive: true });
+    execFileSync('mv', [join(root, 'again', '10'), join(root, '10')]);
+    const fourth = await scrape();
+    expect(fourth.get('conntrack_netns_stat_early_drop_total{netns="4026532010"}')).toBe(5);
+  });
+
+  it('passes promtool check metrics', async () => {
+    writeTree(root, NODE);
+    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns'], collectors: [netnsCollector] });
+    const body = (await app.inject({ url: '/metrics' })).body;
+    expect(body).toMatch(/^# TYPE conntrack_netns_stat_drop_total counter$/m);
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+    if (promtool.error) {
+      if (IN_CI) throw new Error(`promtool is required under CI=true: ${promtool.error.message}`);
+      console.warn(`SKIPPED promtool check: ${promtool.error.message} (apt-get install prometheus)`);
+      return;
+    }
+    expect(promtool.stdout + promtool.stderr).toBe('');
+    expect(promtool.status).toBe(0);
   });
 
   it('drops a namespace whose processes all exit between scrapes', async () => {
