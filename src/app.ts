@@ -49,6 +49,9 @@ const MISNAMED_DEFAULT_METRICS = [
   'nodejs_active_resources_total',
 ];
 
+/** Paths served without basic auth (the probes of kubelet and load balancers). */
+export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set(['/healthz', '/-/healthy', '/-/ready']);
+
 export interface AppOptions {
   flags: Flags;
   /** Logger for collectors; defaults to the Fastify instance's logger. */
@@ -58,7 +61,7 @@ export interface AppOptions {
   collectors?: readonly CollectorDefinition[];
   /** External command runner; tests pass a fake. */
   run?: CommandRunner;
-  /** Include prom-client's process_* and nodejs_* metrics (default true). */
+  /** Include prom-client's process_* and nodejs_* metrics (default: unless --web.disable-exporter-metrics). */
   defaultMetrics?: boolean;
 }
 
@@ -79,7 +82,8 @@ function landingPage(telemetryPath: string, version: string, collectors: readonl
 <p>Prometheus exporter for Linux netfilter connection tracking, version ${esc(version)}.</p>
 <ul>
 <li><a href="${esc(telemetryPath)}">Metrics</a></li>
-<li><a href="/healthz">Health</a></li>
+<li><a href="/-/healthy">Health</a> (also /healthz)</li>
+<li><a href="/-/ready">Readiness</a></li>
 </ul>
 <p>Enabled collectors: ${collectors.map(esc).join(', ') || 'none'}.</p>
 </body>
@@ -93,7 +97,7 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
   const registry = new Registry();
   app.decorate('conntrackRegistry', registry);
 
-  if (opts.defaultMetrics ?? true) {
+  if (opts.defaultMetrics ?? !(flags.has('web.disable-exporter-metrics') && flags.bool('web.disable-exporter-metrics'))) {
     collectDefaultMetrics({ register: registry });
     // These three are gauges named like counters; promtool check metrics rejects them.
     for (const name of MISNAMED_DEFAULT_METRICS) registry.removeSingleMetric(name);
@@ -116,15 +120,23 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
     run: opts.run ?? runCommand,
   });
   logger.info({ collectors: runner.names }, `enabled collectors: ${runner.names.join(', ') || 'none'}`);
-  app.addHook('onReady', async () => runner.start());
+  let started = false;
+  let closing = false;
+  app.addHook('onReady', async () => {
+    await runner.start();
+    started = true;
+  });
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onClose', async () => runner.close());
 
   const auth = new BasicAuthChecker(opts.webConfig?.basicAuthUsers ?? new Map());
   const headers = opts.webConfig?.headers ?? {};
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     for (const [k, v] of Object.entries(headers)) reply.header(k, v);
-    // The health check stays open so that kubelet probes need no credentials; it reveals nothing.
-    if (!auth.enabled || req.url === '/healthz') return;
+    // The health checks stay open so that kubelet probes need no credentials; they reveal nothing.
+    if (!auth.enabled || UNAUTHENTICATED_PATHS.has(req.url)) return;
     if (!(await auth.check(req.headers.authorization))) {
       return reply.code(401).header('WWW-Authenticate', 'Basic realm="conntrack-exporter"').send('Unauthorized\n');
     }
@@ -143,6 +155,8 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
       const om = wantsOpenMetrics(req.headers.accept);
       const body = await runner.scrape(() => (om ? renderOpenMetrics(registry) : registry.metrics()));
       reply.type(om ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE);
+      // The body depends on both; a cache in between must not hand gzip to a client that did not ask.
+      reply.header('Vary', 'Accept, Accept-Encoding');
       if (acceptsGzip(req.headers['accept-encoding'])) {
         reply.header('Content-Encoding', 'gzip');
         return reply.send(await gzip(body));
@@ -153,7 +167,18 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
     }
   });
 
+  // Liveness: the process answers HTTP. /healthz is the older name of the same check.
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+  app.get('/-/healthy', async (_req, reply) => reply.type('text/plain').send('conntrack-exporter is Healthy.\n'));
+  // Readiness: every collector is started and its first background result is in (the table's first
+  // scan has ended), so a scrape now returns every enabled collector's series; 503 before that and
+  // once shutdown has begun.
+  app.get('/-/ready', async (_req, reply) => {
+    const pending = started ? runner.notReady() : runner.names;
+    if (closing) return reply.code(503).type('text/plain').send('conntrack-exporter is shutting down.\n');
+    if (pending.length > 0) return reply.code(503).type('text/plain').send(`conntrack-exporter is not ready: waiting for ${pending.join(', ')}.\n`);
+    return reply.type('text/plain').send('conntrack-exporter is Ready.\n');
+  });
 
   app.get('/', async (_req, reply) =>
     reply.type('text/html; charset=utf-8').send(landingPage(telemetryPath, info.version, runner.names)),

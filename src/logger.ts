@@ -1,6 +1,10 @@
 /**
- * pino logging, as JSON or as logfmt (`time=… level=info msg="…" key=value`),
- * written to stderr like other Prometheus exporters.
+ * pino logging, as JSON or as logfmt, written to stderr, in the shape of the Prometheus ecosystem's
+ * logs (prometheus/common promslog, as node_exporter and Prometheus write them): the level as a
+ * lower-case word, the time as RFC 3339 in UTC with milliseconds, then the message and its keys.
+ *
+ *   json:   {"level":"info","time":"2026-12-02T13:40:54.123Z","msg":"listening on http://[::]:9746","address":"…"}
+ *   logfmt: time=2026-12-02T13:40:54.123Z level=info msg="listening on http://[::]:9746" address=…
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
 
@@ -33,8 +37,8 @@ export function jsonLineToLogfmt(line: string): string {
   }
   const parts: string[] = [];
   const { time, level, msg, err, ...rest } = rec;
-  if (time !== undefined) parts.push(`time=${new Date(Number(time)).toISOString()}`);
-  if (level !== undefined) parts.push(`level=${LEVEL_NAMES[Number(level)] ?? String(level)}`);
+  if (time !== undefined) parts.push(`time=${typeof time === 'string' ? time : new Date(Number(time)).toISOString()}`);
+  if (level !== undefined) parts.push(`level=${typeof level === 'string' ? level : (LEVEL_NAMES[Number(level)] ?? String(level))}`);
   if (msg !== undefined) parts.push(`msg=${logfmtValue(msg)}`);
   for (const [k, v] of Object.entries(rest)) {
     if (k === 'pid' || k === 'hostname') continue;
@@ -50,5 +54,13 @@ export function createLogger(options: LoggerOptions): Logger {
     options.format === 'json'
       ? { write: (s: string) => out.write(s) }
       : { write: (s: string) => out.write(jsonLineToLogfmt(s)) };
-  return pino({ level: options.level, base: { pid: process.pid } }, destination);
+  return pino(
+    {
+      level: options.level,
+      base: null, // no pid or hostname: Prometheus components log neither
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
 }

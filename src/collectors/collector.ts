@@ -43,6 +43,11 @@ export interface Collector {
   start?(): Promise<void>;
   /** Stops background work; must leave no timers, watchers or children behind. */
   close?(): Promise<void>;
+  /**
+   * False while background work that the first complete scrape needs has not finished once (the
+   * table's first scan). Collectors without background work are always ready. Drives /-/ready.
+   */
+  ready?(): boolean;
 }
 
 export interface CollectorDefinition {

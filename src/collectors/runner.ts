@@ -68,6 +68,11 @@ export class CollectorRunner {
     for (const r of this.running) await r.collector.start?.();
   }
 
+  /** Names of the enabled collectors that are not ready yet (see Collector.ready). */
+  notReady(): string[] {
+    return this.running.filter((r) => r.collector.ready?.() === false).map((r) => r.name);
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled(this.running.map((r) => r.collector.close?.()));
   }
@@ -113,6 +118,13 @@ export class CollectorRunner {
   }
 }
 
+/**
+ * `--collector.<name>` when given (flag or environment), else its default, which
+ * `--collector.disable-defaults` turns to false for every collector (as node_exporter does).
+ */
 export function isEnabled(flags: Flags, def: CollectorDefinition): boolean {
-  return flags.bool(`collector.${def.name}`);
+  const name = `collector.${def.name}`;
+  if (flags.explicit.has(name)) return flags.bool(name);
+  if (flags.has('collector.disable-defaults') && flags.bool('collector.disable-defaults')) return false;
+  return flags.bool(name);
 }

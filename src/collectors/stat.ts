@@ -82,7 +82,8 @@ export const statCollector: CollectorDefinition = {
         const what = STAT_HELP[name] ?? `Kernel conntrack statistic "${name}"`;
         const counter = new Counter<'cpu'>({
           name: `conntrack_stat_${name}_total`,
-          help: `${what} (/proc/net/stat/nf_conntrack, or conntrack -S; ${perCpu ? 'per CPU' : 'summed over CPUs'}).`,
+          // The same text whatever the flags: label cpu says whether the series are per CPU.
+          help: `${what} (/proc/net/stat/nf_conntrack, or conntrack -S; summed over CPUs, or per CPU in label cpu with --collector.stat.per-cpu).`,
           labelNames: perCpu ? ['cpu'] : [],
           registers: [ctx.registry],
         });

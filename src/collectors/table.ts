@@ -52,8 +52,12 @@ class TableCollector {
 
   private timer: NodeJS.Timeout | undefined;
   private firstScanDone!: () => void;
+  private firstScanEnded = false;
   private readonly firstScan = new Promise<void>((resolve) => {
-    this.firstScanDone = resolve;
+    this.firstScanDone = () => {
+      this.firstScanEnded = true;
+      resolve();
+    };
   });
   private running: Promise<void> | undefined;
   private readonly abort = new AbortController();
@@ -137,6 +141,11 @@ class TableCollector {
       }),
     ]);
     clearTimeout(timer);
+  }
+
+  /** Ready once the first scan has ended (with a result or an error): /-/ready. */
+  ready(): boolean {
+    return this.firstScanEnded;
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,7 @@ import { parseFlags, type FlagSpec, type ParseResult } from './flags.js';
 export const DEFAULT_PORT = 9746;
 
 /** Paths served besides the metrics (src/app.ts); the telemetry path cannot be one of them. */
-const RESERVED_PATHS = ['/', '/healthz'];
+const RESERVED_PATHS = ['/', '/healthz', '/-/healthy', '/-/ready'];
 
 export const GLOBAL_FLAGS: readonly FlagSpec[] = [
   {
@@ -41,6 +41,12 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
     min: 0,
     help: 'Maximum scrapes served at once; further ones get 503. 0 means no limit.',
   },
+  {
+    name: 'web.disable-exporter-metrics',
+    type: 'bool',
+    default: 'false',
+    help: "Leave out the exporter's own process_* and nodejs_* metrics (conntrack_exporter_build_info stays).",
+  },
   { name: 'path.procfs', type: 'string', default: '/proc', help: 'procfs mountpoint (the host /proc, e.g. /host/proc in a container).' },
   { name: 'path.sysfs', type: 'string', default: '/sys', help: 'sysfs mountpoint (for module parameters such as hashsize).' },
   { name: 'path.rootfs', type: 'string', default: '/', help: 'Root filesystem mountpoint (for log files such as /var/log/kern.log).' },
@@ -55,7 +61,14 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
 ];
 
 export function collectorFlags(collectors: readonly CollectorDefinition[]): FlagSpec[] {
-  const specs: FlagSpec[] = [];
+  const specs: FlagSpec[] = [
+    {
+      name: 'collector.disable-defaults',
+      type: 'bool',
+      default: 'false',
+      help: 'Disable every collector not enabled explicitly with --collector.<name> (or its environment twin).',
+    },
+  ];
   for (const c of collectors) {
     specs.push({
       name: `collector.${c.name}`,
