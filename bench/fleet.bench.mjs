@@ -25,6 +25,7 @@
 //   npm run bench fleet scrape idle          only these parts (argument names as above)
 //   BENCH_QUICK=1 npm run bench fleet        scrape and idle only, with a 60 s idle observation
 //   BENCH_IDLE_SECONDS=150 BENCH_ROUNDS=3 BENCH_JSON=/tmp/fleet.json   window, rounds, raw figures
+//   BENCH_BASELINE=/other/checkout/dist/main.js   also measure another build's CPU per scrape, same rounds
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -75,8 +76,10 @@ function row(figure, subject, peer, ratio, goal, ok) {
 
 // --- Subjects.
 let COLLECTOR_NAMES;
-const exporter = (ns, port, args = []) =>
-  startInNs(ns, process.execPath, [MAIN, `--web.listen-address=127.0.0.1:${port}`, ...args], /listening on/);
+const exporter = (ns, port, args = [], main = MAIN) =>
+  startInNs(ns, process.execPath, [main, `--web.listen-address=127.0.0.1:${port}`, ...args], /listening on/);
+/** Another build's dist/main.js (say, main's before a change), measured in the same rounds as this one. */
+const BASELINE = process.env.BENCH_BASELINE;
 const nodeExporter = (ns, port, args = []) =>
   startInNs(ns, NODE_EXPORTER, [`--web.listen-address=127.0.0.1:${port}`, ...args], /Listening on/);
 const minimalApp = (ns, port) => startInNs(ns, process.execPath, [join(ROOT, 'bench', 'lib', 'minimal-app.mjs'), String(port)], /listening on/);
@@ -102,6 +105,12 @@ async function scrapePart(ns, port0) {
     { key: 'cs', start: () => exporter(ns, port0, only('conntrack', 'stat')) },
     { key: 'ne', start: () => nodeExporter(ns, port0 + 1, ['--collector.disable-defaults', '--collector.conntrack']) },
     { key: 'def', start: () => exporter(ns, port0 + 2) },
+    ...(BASELINE
+      ? [
+          { key: 'cs0', start: () => exporter(ns, port0 + 3, only('conntrack', 'stat'), BASELINE) },
+          { key: 'def0', start: () => exporter(ns, port0 + 4, [], BASELINE) },
+        ]
+      : []),
   ];
   const children = [];
   try {
@@ -112,7 +121,7 @@ async function scrapePart(ns, port0) {
     }
     await sleep(2000); // the default collectors' first table scan and kernel-log catch-up
     for (const s of subjects) wrk(ns, s.port, 2, 1); // warm-up: JIT, heap sizing
-    const cpu = { cs: [], ne: [], def: [] };
+    const cpu = { cs: [], ne: [], def: [], cs0: [], def0: [] };
     const rps = { cs: [], ne: [] };
     for (let r = 0; r < ROUNDS; r++) {
       for (const s of subjects) cpu[s.key].push(cpuPerScrape(ns, s.port, s.child));
@@ -127,6 +136,13 @@ async function scrapePart(ns, port0) {
     console.log(`req/s at 8 connections, rounds: conntrack+stat ${rps.cs.map((v) => fmt(v, 0)).join('/')}, node_exporter ${rps.ne.map((v) => fmt(v, 0)).join('/')}`);
     row('CPU per scrape, conntrack + stat collectors vs node_exporter `--collector.disable-defaults --collector.conntrack` (wrk, 1 connection, gzip)', `${fmt(cs)} ms`, `${fmt(ne)} ms`, cs / ne, `≤ ${GOALS.scrape}×`, cs / ne <= GOALS.scrape);
     row('CPU per scrape, default collectors vs the same node_exporter', `${fmt(def)} ms`, `${fmt(ne)} ms`, def / ne, `≤ ${GOALS.defaults}×`, def / ne <= GOALS.defaults);
+    if (BASELINE) {
+      console.log(`baseline ${BASELINE}: conntrack+stat ${rounds('cs0')}, defaults ${rounds('def0')} ms per scrape`);
+      for (const [k, what] of [['cs', 'conntrack + stat collectors'], ['def', 'default collectors']]) {
+        const before = median(cpu[`${k}0`]);
+        row(`CPU per scrape, ${what}: this build vs BENCH_BASELINE`, `${fmt(median(cpu[k]))} ms`, `${fmt(before)} ms`, median(cpu[k]) / before, '', undefined);
+      }
+    }
     const a = median(rps.cs);
     const b = median(rps.ne);
     row('throughput, 8 connections, conntrack + stat vs node_exporter conntrack', `${fmt(a, 0)} req/s`, `${fmt(b, 0)} req/s`, a / b, '', undefined);

@@ -59,7 +59,7 @@ function report(name, floor, r, latencyFloor) {
   const heap = Object.entries(r.heap).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${fmt(v / 1e6, 1)}`);
   console.log(`  per scan:            ${r.perScan.map((l, i) => `scan ${i + 1}: p50 ${fmt(quantile(l, 0.5))} ms, p99 ${fmt(quantile(l, 0.99))} ms, max ${fmt(l.at(-1))} ms (${l.length})`).join('; ')}`);
   console.log(`  slowest request:     ${fmt(r.slowest[1])} ms, request #${r.slowest[0]} after the exporter started listening`);
-  console.log(`event-loop delay:      during scans, the longest stall between two requests (beyond prom-client's 10 ms sampling): p50 ${fmt(quantile(r.lagDuring, 0.5))} ms, p99 ${fmt(quantile(r.lagDuring, 0.99))} ms, max ${fmt(r.lagDuring.at(-1))} ms`);
+  console.log(`event-loop lag:        during scans, of a callback queued at each scrape (nodejs_eventloop_lag_seconds): p50 ${fmt(quantile(r.lagDuring, 0.5))} ms, p99 ${fmt(quantile(r.lagDuring, 0.99))} ms, max ${fmt(r.lagDuring.at(-1))} ms`);
   console.log(`RSS at the end:        anonymous ${fmt(r.rssNow.anon, 1)} MB, file-backed ${fmt(r.rssNow.file, 1)} MB (mostly the node binary)`);
   console.log(`V8 heap spaces, max:   ${heap.join(', ')} MB (the rest of the RSS: Node's binary, libraries, threads)`);
   console.log(`/metrics between:      p50 ${fmt(quantile(r.between, 0.5))} ms, p99 ${fmt(quantile(r.between, 0.99))} ms over ${r.between.length} requests`);

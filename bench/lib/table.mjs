@@ -138,10 +138,9 @@ const [url, scans, limitMs] = process.argv.slice(1);
     let body = '';
     try { body = await (await fetch(url)).text(); } catch { await new Promise((r) => setTimeout(r, 50)); continue; }
     const end = performance.timeOrigin + performance.now();
-    // The exporter's own event-loop delay since the previous scrape (prom-client resets it per scrape).
-    // prom-client's monitor samples every 10 ms and records the interval, so 10 ms means no delay.
-    const lag = /^nodejs_eventloop_lag_max_seconds (\\S+)$/m.exec(body);
-    requests.push([start, end - start, lag ? Math.max(0, Number(lag[1]) * 1000 - 10) : NaN]);
+    // The exporter's event-loop lag: how long a callback it queued at the previous scrape waited.
+    const lag = /^nodejs_eventloop_lag_seconds (\\S+)$/m.exec(body);
+    requests.push([start, end - start, lag ? Number(lag[1]) * 1000 : NaN]);
     const ts = /^conntrack_table_scan_timestamp_seconds (\\S+)$/m.exec(body);
     const dur = /^conntrack_table_scan_duration_seconds (\\S+)$/m.exec(body);
     const lines = /^conntrack_table_scanned_entries (\\S+)$/m.exec(body);

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
-import { readConntrackTimeouts, timeoutsCollector } from '../../src/collectors/timeouts.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { readConntrackTimeouts, TIMEOUTS_MAX_AGE_MS, timeoutsCollector } from '../../src/collectors/timeouts.js';
 import { parseTimeoutSysctlName } from '../../src/procfs/conntrack-timeouts.js';
 import { FsRoot } from '../../src/procfs/fs.js';
 import { buildTestApp, samples } from '../helpers/app.js';
@@ -91,6 +91,34 @@ describe('timeouts collector', () => {
     expect(s.get('conntrack_scrape_collector_success{collector="timeouts"}')).toBe(1);
     expect(s.get('conntrack_timeout_seconds{protocol="tcp",state="time_wait"}')).toBe(120);
     expect(s.get('conntrack_timeout_seconds{protocol="icmp",state=""}')).toBe(30);
+  });
+
+  it('reuses a reading for TIMEOUTS_MAX_AGE_MS (they change only by sysctl), then reads the files again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cte-timeouts-'));
+    const d = join(dir, 'sys', 'net', 'netfilter');
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, 'nf_conntrack_udp_timeout'), '30\n');
+    let now = 1_000_000;
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => now);
+    try {
+      app = await buildTestApp({ args: [`--path.procfs=${dir}`], collectors: [timeoutsCollector] });
+      const udp = async (): Promise<number | undefined> =>
+        samples((await app!.inject({ url: '/metrics' })).body).get('conntrack_timeout_seconds{protocol="udp",state="unreplied"}');
+      expect(await udp()).toBe(30);
+      writeFileSync(join(d, 'nf_conntrack_udp_timeout'), '600\n');
+      now += TIMEOUTS_MAX_AGE_MS - 1;
+      expect(await udp()).toBe(30);
+      now += 1;
+      expect(await udp()).toBe(600);
+    } finally {
+      spy.mockRestore();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says in its HELP text how old a value may be', async () => {
+    app = await buildTestApp({ args: [`--path.procfs=${PROC_618}`], collectors: [timeoutsCollector] });
+    expect((await app.inject({ url: '/metrics' })).body).toContain(`re-read at most every ${TIMEOUTS_MAX_AGE_MS / 1000} s`);
   });
 
   it('reports success 0 without the sysctls (module not loaded)', async () => {
