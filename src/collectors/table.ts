@@ -14,6 +14,8 @@ import { scanTable, type ScanResult, type SourceMode } from '../table/scan.js';
 import { nextScanDelayMs } from '../table/schedule.js';
 import { SourceAbsentError } from '../table/sources.js';
 import { MAX_TOP_PORTS } from '../table/tally.js';
+import { parsePortRange, portRangeSize, type PortRange } from '../procfs/port-range.js';
+import { parsePortRangeFlag, sourceRange } from '../table/source-range.js';
 import { NoDataError, type CollectorContext, type CollectorDefinition } from './collector.js';
 
 /** How long start() waits for the first scan (a small table takes milliseconds). */
@@ -26,6 +28,7 @@ class TableCollector {
   private readonly flagEntries: SnapshotGauge<'family' | 'protocol' | 'flag'>;
   private readonly destinations: SnapshotGauge<'protocol' | 'destination' | 'port'>;
   private readonly sourcePorts: SnapshotGauge<'protocol' | 'destination' | 'port'>;
+  private readonly rangeSize: SnapshotGauge<'protocol' | 'destination' | 'port'>;
   private readonly destinationStates: SnapshotGauge<'protocol' | 'destination' | 'port' | 'state'>;
   private readonly ports: SnapshotGauge<'protocol' | 'port'>;
   private readonly duration: SnapshotGauge;
@@ -36,12 +39,13 @@ class TableCollector {
   private readonly intervalMs: number;
   private readonly topDestinations: number;
   private readonly topPorts: number;
+  private readonly snatSize: number;
   private readonly mode: SourceMode;
   private readonly tool: string;
   private readonly memory = { toolMissing: false };
 
-  /** A completed scan not yet published. */
-  private pending: { result: ScanResult; completedAt: number } | undefined;
+  /** A completed scan not yet published, with the local port range size read after it. */
+  private pending: { result: ScanResult; completedAt: number; localRange: number | undefined } | undefined;
   /** Malformed lines of scans completed since the last publish (a scan may replace an unpublished one). */
   private unpublishedErrors = 0;
   private published = false;
@@ -68,6 +72,7 @@ class TableCollector {
     this.intervalMs = flags.number('collector.table.interval') * 1000;
     this.topDestinations = flags.number('collector.table.top-destinations');
     this.topPorts = flags.number('collector.table.top-ports');
+    this.snatSize = portRangeSize(parsePortRangeFlag(flags.string('collector.table.snat-port-range')) as PortRange);
     this.mode = flags.string('collector.table.source') as SourceMode;
     this.tool = flags.string('conntrack.path');
     const registers = [registry];
@@ -91,7 +96,13 @@ class TableCollector {
     });
     this.sourcePorts = new SnapshotGauge({
       name: 'conntrack_table_destination_source_ports',
-      help: `Most source ports any one source address holds toward each top destination; for source-NATed entries the translated address, from the reply tuple (${SOURCE_HELP}).`,
+      help: `Most source ports any one source address holds toward each top destination; for source-NATed entries the translated address, from the reply tuple; TIME_WAIT entries that are not source-NATed and older than the socket's 60 s TIME_WAIT (timeout column at most nf_conntrack_tcp_timeout_time_wait - 60) hold no port and are not counted (${SOURCE_HELP}).`,
+      labelNames: ['protocol', 'destination', 'port'],
+      registers,
+    });
+    this.rangeSize = new SnapshotGauge({
+      name: 'conntrack_table_destination_source_port_range_size',
+      help: `Size of the port range the source counted in conntrack_table_destination_source_ports draws from: --collector.table.snat-port-range if any of its entries is source-NATed, else /proc/sys/net/ipv4/ip_local_port_range of the exporter's network namespace (pod namespaces are not looked up: a pod's narrowed range is not known) (${SOURCE_HELP}).`,
       labelNames: ['protocol', 'destination', 'port'],
       registers,
     });
@@ -164,7 +175,7 @@ class TableCollector {
     const pending = this.pending;
     if (pending) {
       this.pending = undefined;
-      this.publish(pending.result, pending.completedAt);
+      this.publish(pending.result, pending.completedAt, pending.localRange);
     }
     if (!this.published) throw new NoDataError('the first scan of the connection table has not completed yet');
   }
@@ -192,8 +203,9 @@ class TableCollector {
         signal: this.abort.signal,
         memory: this.memory,
       });
+      const localRange = await this.localRangeSize();
       this.lastError = undefined;
-      this.pending = { result, completedAt: Date.now() / 1000 };
+      this.pending = { result, completedAt: Date.now() / 1000, localRange };
       this.unpublishedErrors += result.errors;
       this.logScan(result);
     } catch (err) {
@@ -210,6 +222,17 @@ class TableCollector {
     }
     this.firstScanDone();
     this.schedule(nextScanDelayMs(this.intervalMs, performance.now() - started));
+  }
+
+  /** ip_local_port_range size of the exporter's namespace; undefined (no range series) if unreadable. */
+  private async localRangeSize(): Promise<number | undefined> {
+    const text = await this.ctx.procfs.readText('sys', 'net', 'ipv4', 'ip_local_port_range').catch(() => undefined);
+    if (text === undefined) return undefined;
+    try {
+      return portRangeSize(parsePortRange(text, this.ctx.procfs.path('sys', 'net', 'ipv4', 'ip_local_port_range')));
+    } catch {
+      return undefined;
+    }
   }
 
   private logScan(result: ScanResult): void {
@@ -237,7 +260,7 @@ class TableCollector {
     );
   }
 
-  private publish(result: ScanResult, completedAt: number): void {
+  private publish(result: ScanResult, completedAt: number, localRange: number | undefined): void {
     const { summary } = result;
     this.entries.replace(
       summary.entries.map((e) => ({ labels: { family: e.family, protocol: e.protocol, state: e.state }, value: e.count })),
@@ -257,6 +280,13 @@ class TableCollector {
           ? []
           : [{ labels: { protocol: d.protocol, destination: d.destination, port: d.port }, value: d.sourcePorts }],
       ),
+    );
+    const rangeContext = { snatSize: this.snatSize, localSize: localRange };
+    this.rangeSize.replace(
+      summary.destinations.flatMap((d) => {
+        const range = sourceRange(d, rangeContext);
+        return range === undefined ? [] : [{ labels: { protocol: d.protocol, destination: d.destination, port: d.port }, value: range.size }];
+      }),
     );
     this.destinationStates.replace(
       summary.destinations.flatMap((d) =>
@@ -281,6 +311,7 @@ class TableCollector {
       this.flagEntries,
       this.destinations,
       this.sourcePorts,
+      this.rangeSize,
       this.destinationStates,
       this.ports,
       this.duration,
@@ -319,6 +350,16 @@ export const tableCollector: CollectorDefinition = {
       min: 0,
       validate: (v) => ((v as number) > MAX_TOP_PORTS ? `must be at most ${MAX_TOP_PORTS}` : undefined),
       help: `How many of the busiest destination ports to report in conntrack_table_destination_port_entries (0 disables, at most ${MAX_TOP_PORTS}).`,
+    },
+    {
+      name: 'collector.table.snat-port-range',
+      type: 'string',
+      default: '1024-65535',
+      validate: (v) => {
+        const r = parsePortRangeFlag(v as string);
+        return typeof r === 'string' ? r : undefined;
+      },
+      help: 'Source port range of the SNAT/masquerade rules, low-high: the range size conntrack_table_destination_source_port_range_size gives source-NATed sources (the kernel uses 1024-65535 unless the rule names ports).',
     },
     {
       name: 'collector.table.source',

@@ -89,7 +89,11 @@ async function readProcFile(procfs: FsRoot, path: string, sink: ChunkSink, signa
 export async function scanTable(opts: ScanOptions): Promise<ScanResult> {
   const started = performance.now();
   const states = new StateNames();
-  const tally = new TableTally(states, { topDestinations: opts.topDestinations, topPorts: opts.topPorts ?? 0 });
+  // conntrack's TIME_WAIT timeout decides which TIME_WAIT entries are older than the socket's (tally.ts).
+  const conntrackTimeWaitSeconds = await opts.procfs
+    .readInt('sys', 'net', 'netfilter', 'nf_conntrack_tcp_timeout_time_wait')
+    .catch(() => undefined);
+  const tally = new TableTally(states, { topDestinations: opts.topDestinations, topPorts: opts.topPorts ?? 0, conntrackTimeWaitSeconds });
   const scanner = new TableScanner(tally, states);
   const sink: ChunkSink = (chunk) => scanner.push(chunk);
 

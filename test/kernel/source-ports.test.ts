@@ -116,6 +116,8 @@ describeKernel('source ports per destination on the real kernel', () => {
     expect(m.get(`conntrack_table_destination_entries${labels}`)).toBe(size);
     expect(m.get(`conntrack_table_destination_source_ports${labels}`)).toBe(size);
     expect(m.get('conntrack_local_port_range_size')).toBe(size);
+    // A local client draws from the namespace's range: the ratio the rule takes is exactly 1.
+    expect(m.get(`conntrack_table_destination_source_port_range_size${labels}`)).toBe(size);
     await exporter.stop();
     exporter = undefined;
   });
@@ -147,5 +149,44 @@ describeKernel('source ports per destination on the real kernel', () => {
     expect(m.get(`conntrack_table_destination_entries${labels}`)).toBe(clients.length * ports.length);
     // 15 ports of 10.2.0.254, not the 5 each client holds of its own address.
     expect(m.get(`conntrack_table_destination_source_ports${labels}`)).toBe(clients.length * ports.length);
+    // Drawn from the SNAT range (the rule names no ports: 1024-65535), not the 20-port local range.
+    expect(m.get(`conntrack_table_destination_source_port_range_size${labels}`)).toBe(64512);
+    await exporter.stop();
+    exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s', '--collector.table.snat-port-range=30000-30999'], PORT);
+    expect((await exporter.scrape()).get(`conntrack_table_destination_source_port_range_size${labels}`)).toBe(1000);
+    await exporter.stop();
+    exporter = undefined;
+  });
+
+  it('leaves out TIME_WAIT entries older than the socket TIME_WAIT, as their timeout in conntrack -L shows', async () => {
+    // conntrack -I sets the timeout column: 100 s and 61 s left are younger than 60 s in TIME_WAIT
+    // (of 120 s), 60 s and 20 s left are older; established entries always hold their port.
+    const timeouts = [100, 100, 61, 60, 20, 20, 20];
+    const inserts = [
+      ...timeouts.map((t, i) => ['--sport', String(45000 + i), '--state', 'TIME_WAIT', '-t', String(t)]),
+      ...[0, 1, 2].map((i) => ['--sport', String(46000 + i), '--state', 'ESTABLISHED', '-t', '600']),
+    ];
+    for (const args of inserts) {
+      await ns.exec('conntrack', ['-I', '-p', 'tcp', '-s', '10.5.0.1', '-d', '10.6.0.1', '--dport', '8443', '-u', 'ASSURED,SEEN_REPLY', ...args]);
+    }
+    expect((await ns.exec('sh', ['-c', 'cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait'])).trim()).toBe('120');
+    exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s'], PORT);
+    const m = await exporter.scrape();
+    // The oracle: conntrack -L's timeout column (5th field) of the TIME_WAIT entries.
+    const listing = (await ns.exec('conntrack', ['-L', '-p', 'tcp', '-d', '10.6.0.1', '-o', 'extended'])).trim().split('\n');
+    const holding = listing.filter((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[5] !== 'TIME_WAIT' || Number(f[4]) > 120 - 60;
+    });
+    expect(listing).toHaveLength(10);
+    // Seconds passed between inserting and scanning can only move entries toward "older".
+    expect(holding.length).toBeLessThanOrEqual(6);
+    expect(holding.length).toBeGreaterThanOrEqual(5);
+    const labels = '{protocol="tcp",destination="10.6.0.1",port="8443"}';
+    expect(m.get(`conntrack_table_destination_entries${labels}`)).toBe(10);
+    expect(m.get(`conntrack_table_destination_state_entries{protocol="tcp",destination="10.6.0.1",port="8443",state="TIME_WAIT"}`)).toBe(7);
+    const counted = m.get(`conntrack_table_destination_source_ports${labels}`) as number;
+    expect(counted).toBeLessThanOrEqual(6);
+    expect(counted).toBeGreaterThanOrEqual(holding.length);
   });
 });

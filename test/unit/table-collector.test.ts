@@ -58,6 +58,12 @@ describe('collector table', () => {
       ['conntrack_table_destination_source_ports{protocol="tcp",destination="10.0.0.9",port="8080"}', 4],
       ['conntrack_table_destination_source_ports{protocol="udp",destination="10.0.0.1",port="53"}', 3],
     ]);
+    // Their sources draw from the namespace's ip_local_port_range (32768-60999): none is source-NATed.
+    expect([...m].filter(([k]) => k.startsWith('conntrack_table_destination_source_port_range_size'))).toEqual([
+      ['conntrack_table_destination_source_port_range_size{protocol="tcp",destination="10.0.0.9",port="6379"}', 28232],
+      ['conntrack_table_destination_source_port_range_size{protocol="tcp",destination="10.0.0.9",port="8080"}', 28232],
+      ['conntrack_table_destination_source_port_range_size{protocol="udp",destination="10.0.0.1",port="53"}', 28232],
+    ]);
     // Each top destination by state, adding up to its entries.
     expect([...m].filter(([k]) => k.startsWith('conntrack_table_destination_state_entries'))).toEqual([
       ['conntrack_table_destination_state_entries{protocol="tcp",destination="10.0.0.9",port="6379",state="TIME_WAIT"}', 4],
@@ -126,6 +132,52 @@ describe('collector table', () => {
     }
   });
 
+  it('gives source-NATed sources the SNAT range, and local ones the local range, leaving out old TIME_WAIT', async () => {
+    const procfs = mkdtempSync(join(tmpdir(), 'table-procfs-'));
+    const line = (src: string, sport: number, dst: string, replyDst: string, state = 'ESTABLISHED', timeout = 431999): string =>
+      `ipv4     2 tcp      6 ${timeout} ${state} src=${src} dst=${dst} sport=${sport} dport=443 src=${dst} dst=${replyDst} sport=443 dport=${sport} [ASSURED] mark=0 zone=0 use=2\n`;
+    try {
+      mkdirSync(join(procfs, 'net'));
+      mkdirSync(join(procfs, 'sys', 'net', 'netfilter'), { recursive: true });
+      mkdirSync(join(procfs, 'sys', 'net', 'ipv4'), { recursive: true });
+      const lines = [
+        // Three pods masqueraded to the node's 10.0.0.1 toward 10.9.0.1:443.
+        ...[1, 2, 3].map((i) => line(`172.16.0.${i}`, 40000, '10.9.0.1', '10.0.0.1')),
+        // A local client toward 10.9.0.2:443: two live entries, one young and two old TIME_WAIT.
+        line('10.0.0.1', 50000, '10.9.0.2', '10.0.0.1'),
+        line('10.0.0.1', 50001, '10.9.0.2', '10.0.0.1'),
+        line('10.0.0.1', 50002, '10.9.0.2', '10.0.0.1', 'TIME_WAIT', 100),
+        line('10.0.0.1', 50003, '10.9.0.2', '10.0.0.1', 'TIME_WAIT', 20),
+        line('10.0.0.1', 50004, '10.9.0.2', '10.0.0.1', 'TIME_WAIT', 59),
+      ];
+      writeFileSync(join(procfs, 'net', 'nf_conntrack'), lines.join(''));
+      writeFileSync(join(procfs, 'sys', 'net', 'netfilter', 'nf_conntrack_count'), `${lines.length}\n`);
+      writeFileSync(join(procfs, 'sys', 'net', 'netfilter', 'nf_conntrack_tcp_timeout_time_wait'), '120\n');
+      writeFileSync(join(procfs, 'sys', 'net', 'ipv4', 'ip_local_port_range'), '41000\t41019\n');
+      const run = async (extra: string[]): Promise<Map<string, number>> => {
+        app = await buildTestApp({ collectors: [tableCollector], args: [`--path.procfs=${procfs}`, '--collector.table.source=procfs', ...extra] });
+        const m = await afterFirstScan(app);
+        await app.close();
+        app = undefined;
+        return m;
+      };
+      const nat = '{protocol="tcp",destination="10.9.0.1",port="443"}';
+      const local = '{protocol="tcp",destination="10.9.0.2",port="443"}';
+      let m = await run([]);
+      expect(m.get(`conntrack_table_destination_source_ports${nat}`)).toBe(3);
+      expect(m.get(`conntrack_table_destination_source_port_range_size${nat}`)).toBe(64512);
+      expect(m.get(`conntrack_table_destination_source_ports${local}`)).toBe(3);
+      expect(m.get(`conntrack_table_destination_source_port_range_size${local}`)).toBe(20);
+      expect(m.get(`conntrack_table_destination_state_entries{protocol="tcp",destination="10.9.0.2",port="443",state="TIME_WAIT"}`)).toBe(3);
+      m = await run(['--collector.table.snat-port-range=20000-20999']);
+      expect(m.get(`conntrack_table_destination_source_port_range_size${nat}`)).toBe(1000);
+    } finally {
+      await app?.close();
+      app = undefined;
+      rmSync(procfs, { recursive: true, force: true });
+    }
+  });
+
   it('rejects bad flag values', async () => {
     await expect(buildTestApp({ collectors: [tableCollector], args: ['--collector.table.interval=0s'] })).rejects.toThrow(
       /collector.table.interval/,
@@ -136,5 +188,10 @@ describe('collector table', () => {
     await expect(buildTestApp({ collectors: [tableCollector], args: ['--collector.table.top-ports=1001'] })).rejects.toThrow(
       /collector.table.top-ports.*at most 1000/,
     );
+    for (const bad of ['1024', '0-100', '2000-1000', '1024-65536', 'a-b']) {
+      await expect(
+        buildTestApp({ collectors: [tableCollector], args: [`--collector.table.snat-port-range=${bad}`] }),
+      ).rejects.toThrow(/collector.table.snat-port-range/);
+    }
   });
 });
