@@ -50,6 +50,30 @@ function gzip(body: string): Promise<Buffer> | Buffer {
   return body.length <= GZIP_INLINE_CHARS ? gzipSync(body, GZIP_OPTIONS) : gzipAsync(body, GZIP_OPTIONS);
 }
 
+/** A token bucket: one token every intervalMs, at most burst of them (golang.org/x/time/rate's Limiter). */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + (t - this.last) / this.intervalMs);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
 /** Paths served without basic auth (the probes of kubelet and load balancers). */
 export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set(['/healthz', '/-/healthy', '/-/ready']);
 
@@ -132,8 +156,14 @@ export async function conntrackExporter(app: FastifyInstance, opts: AppOptions):
 
   const auth = new BasicAuthChecker(opts.webConfig?.basicAuthUsers ?? new Map());
   const headers = opts.webConfig?.headers ?? {};
+  const limiter = opts.webConfig?.rateLimit ? new TokenBucket(opts.webConfig.rateLimit.intervalMs, opts.webConfig.rateLimit.burst) : undefined;
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+    // rate_limit (web config), as exporter-toolkit: 429 past the burst; the probes are exempt so a
+    // flood of scrapes cannot get the pod restarted.
+    if (limiter && !UNAUTHENTICATED_PATHS.has(req.url) && !limiter.take()) {
+      return reply.code(429).send('Too Many Requests\n');
+    }
     // The health checks stay open so that kubelet probes need no credentials; they reveal nothing.
     if (!auth.enabled || UNAUTHENTICATED_PATHS.has(req.url)) return;
     if (!(await auth.check(req.headers.authorization))) {

@@ -53,6 +53,7 @@ async function main(): Promise<number> {
 
   const logger = createLogger({ level: flags.string('log.level'), format: flags.string('log.format') as LogFormat });
   logger.info({ version: info.version, revision: info.revision, node: process.version }, 'starting conntrack-exporter');
+  for (const warning of webConfig?.warnings ?? []) logger.warn({ file: webConfigFile }, `--web.config.file: ${warning}`);
 
   const app = await buildServer({ flags, logger, ...(webConfig ? { webConfig } : {}) });
   const listen = parseListenAddress(flags.string('web.listen-address'));

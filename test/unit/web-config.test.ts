@@ -53,7 +53,7 @@ describe('buildWebConfig', () => {
   });
 
   it.each([
-    [{ tls_server_config: { cert_file: 'server.crt' } }, 'needs both cert_file and key_file'],
+    [{ tls_server_config: { cert_file: 'server.crt' } }, 'needs both cert_file (or cert) and key_file (or key)'],
     [{ tls_server_config: { cert_file: 'missing.crt', key_file: 'server.key' } }, 'cannot read cert_file /etc/cte/missing.crt'],
     [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', min_version: 'SSL3' } }, 'invalid min_version "SSL3"'],
     [{ tls_server_config: { cert_file: 'server.crt', key_file: 'server.key', client_auth_type: 'RequireAndVerifyClientCert' } }, 'needs client_ca_file'],
@@ -65,7 +65,7 @@ describe('buildWebConfig', () => {
     [{ basic_auth_users: { alice: 'plaintext' } }, 'basic_auth_users.alice is not a bcrypt hash'],
     [{ basic_auth_users: { alice: `$2x$${bcrypt.hashSync('pw', 4).slice(4)}` } }, 'basic_auth_users.alice is not a bcrypt hash ($2a$, $2b$ or $2y$)'],
     [{ basic_auth_users: ['alice'] }, 'basic_auth_users must be a mapping'],
-    [{ http_server_config: { http2: true } }, 'unknown key "http2" in http_server_config'],
+    [{ http_server_config: { http_2: true } }, 'unknown key "http_2" in http_server_config'],
     [{ something: 1 }, 'unknown key "something" in the top level'],
     ['just a string', 'expected a YAML mapping'],
   ])('rejects %j', async (doc, message) => {
