@@ -22,7 +22,17 @@
 import { DeltaTotals, SnapshotCounter } from '../metrics/delta-counter.js';
 import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
 import { STAT_HELP } from '../procfs/conntrack-stat.js';
-import { scanNetworkNamespaces, selectNamespaces, selectStatNamespaces, type NetnsStatCandidate } from '../procfs/netns.js';
+import { readlink } from 'node:fs/promises';
+import { portRangeSize } from '../procfs/port-range.js';
+import {
+  parseNetnsLink,
+  scanNetworkNamespaces,
+  selectNamespaces,
+  selectStatNamespaces,
+  selectTimeWaitNamespaces,
+  type NetnsStatCandidate,
+} from '../procfs/netns.js';
+import { NetnsSysctlReader } from '../procfs/netns-sysctl.js';
 import { NoDataError, type CollectorDefinition } from './collector.js';
 
 /** Statistics exported per namespace as conntrack_netns_stat_<name>_total (canonical names, see STAT_ALIASES). */
@@ -47,10 +57,42 @@ export const netnsCollector: CollectorDefinition = {
       min: 0,
       help: 'Export conntrack_netns_entries for at most this many namespaces, largest first (the rest are summed into conntrack_netns_omitted_entries), and the conntrack_netns_stat_* counters for at most this many, those whose statistics rose first.',
     },
+    {
+      name: 'collector.netns.sysctls',
+      type: 'bool',
+      default: 'false',
+      help: 'Also export each namespace\'s ip_local_port_range size and tcp_tw_reuse, read by running nsenter --net=<procfs>/<pid>/ns/net cat … in it (a process per namespace per refresh; needs CAP_SYS_ADMIN).',
+    },
+    {
+      name: 'collector.netns.sysctls.refresh',
+      type: 'duration',
+      default: '1m',
+      min: 1,
+      help: 'Read a namespace\'s sysctls again after this long (a new namespace is read on the scrape that finds it).',
+    },
+    {
+      name: 'collector.netns.nsenter.path',
+      type: 'string',
+      default: 'nsenter',
+      help: 'The nsenter binary (util-linux) used by --collector.netns.sysctls.',
+    },
   ],
   create(ctx) {
     const minEntries = ctx.flags.number('collector.netns.min-entries');
     const max = ctx.flags.number('collector.netns.max');
+    const sysctls = ctx.flags.bool('collector.netns.sysctls')
+      ? new NetnsSysctlReader(ctx.run, {
+          nsenter: ctx.flags.string('collector.netns.nsenter.path'),
+          refreshMs: ctx.flags.number('collector.netns.sysctls.refresh') * 1000,
+          inodeOf: async (nsPath) => {
+            try {
+              return parseNetnsLink(await readlink(nsPath), nsPath);
+            } catch {
+              return undefined;
+            }
+          },
+        })
+      : undefined;
     const registers = [ctx.registry];
     const entries = new SnapshotGauge<'netns'>({
       name: 'conntrack_netns_entries',
@@ -87,6 +129,24 @@ export const netnsCollector: CollectorDefinition = {
     );
     // Running totals per `<inode> <stat>`, fed per CPU; only for the namespaces of the last scan.
     const totals = new DeltaTotals(32);
+    const timeWait = new SnapshotGauge<'netns'>({
+      name: 'conntrack_netns_sockets_time_wait',
+      help: 'TCP sockets in TIME_WAIT (IPv4 and IPv6) in one network namespace, by inode (tw in the TCP line of /proc/<pid>/net/sockstat).',
+      labelNames: ['netns'],
+      registers,
+    });
+    const rangeSize = new SnapshotGauge<'netns'>({
+      name: 'conntrack_netns_local_port_range_size',
+      help: 'Ephemeral ports available to connect() in one network namespace, high - low + 1 of its /proc/sys/net/ipv4/ip_local_port_range (read in the namespace with nsenter; --collector.netns.sysctls).',
+      labelNames: ['netns'],
+      registers,
+    });
+    const twReuse = new SnapshotGauge<'netns'>({
+      name: 'conntrack_netns_tcp_tw_reuse',
+      help: 'tcp_tw_reuse of one network namespace (0 off, 1 on, 2 loopback only), its /proc/sys/net/ipv4/tcp_tw_reuse (read in the namespace with nsenter; --collector.netns.sysctls).',
+      labelNames: ['netns'],
+      registers,
+    });
     const skipped = new SnapshotGauge<'reason'>({
       name: 'conntrack_netns_scan_skipped_pids',
       help: 'Processes skipped on the last scan of /proc/<pid>, because they exited during it (vanished) or their files could not be read (denied).',
@@ -145,6 +205,20 @@ export const netnsCollector: CollectorDefinition = {
           { labels: { reason: 'vanished' }, value: scan.vanished },
           { labels: { reason: 'denied' }, value: scan.denied },
         ]);
+        const twShown = selectTimeWaitNamespaces(scan.namespaces, minEntries, max);
+        timeWait.replace(twShown.map((n) => ({ labels: { netns: String(n.inode) }, value: n.timeWait })));
+        let sysctlProblem: string | undefined;
+        if (sysctls) {
+          // The namespaces that get a TIME_WAIT series get their range too, so the two join on netns.
+          await sysctls.refresh(twShown.map((n) => ({ inode: n.inode, pid: n.pid, nsPath: ctx.procfs.path(String(n.pid), 'ns', 'net') })));
+          const read = twShown.flatMap((n) => {
+            const v = sysctls.get(n.inode);
+            return v ? [{ inode: n.inode, ...v }] : [];
+          });
+          rangeSize.replace(read.map((r) => ({ labels: { netns: String(r.inode) }, value: portRangeSize(r.portRange) })));
+          twReuse.replace(read.map((r) => ({ labels: { netns: String(r.inode) }, value: r.twReuse })));
+          sysctlProblem = sysctls.allFailed();
+        }
         const counted = scan.namespaces.some((n) => n.entries !== undefined);
         omitted.setOnly(counted ? selection.omittedEntries : undefined);
         if (scan.namespaces.length === 0) {
@@ -156,6 +230,10 @@ export const netnsCollector: CollectorDefinition = {
           throw new NoDataError(
             `no ${ctx.procfs.path('<pid>/net/stat/nf_conntrack')} in any namespace (nf_conntrack not loaded or CONFIG_NF_CONNTRACK_PROCFS=n)`,
           );
+        }
+        if (sysctlProblem !== undefined) {
+          // Everything else is published; success 0 says the opted-in sysctls cannot be read (e.g. no CAP_SYS_ADMIN).
+          throw new NoDataError(`--collector.netns.sysctls: no namespace's sysctls could be read: ${sysctlProblem}`);
         }
       },
     };

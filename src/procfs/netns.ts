@@ -7,8 +7,9 @@
  * number the kernel log prints ("table full in netns 4026532177"). The scan
  * costs one readlink per process; the per-namespace files
  * (`<pid>/net/stat/nf_conntrack`, whose `entries` column is that namespace's
- * count, and `<pid>/cgroup`) are read only for the first process of each
- * namespace, and for the next one only if that process is gone.
+ * count and statistics, `<pid>/net/sockstat` and `<pid>/cgroup`) are read
+ * only for the first process of each namespace, and for the next one only if
+ * that process is gone.
  *
  * Processes come and go during a scan: a pid that vanishes (ENOENT, ESRCH) or
  * refuses access (EACCES, EPERM: reading another user's ns link needs ptrace
@@ -20,6 +21,7 @@ import { readdir, readlink } from 'node:fs/promises';
 import { parseCgroupFile, type CgroupIdentity } from './cgroup.js';
 import { parseConntrackStatFile, type CpuStats } from './conntrack-stat.js';
 import { KernelFileError, ParseError, readTextOrAbsent, type FsRoot } from './fs.js';
+import { parseSockstat, timeWaitSockets } from './sockstat.js';
 
 /** Parses a `net:[4026531992]` link target into the inode. Pure; throws ParseError. */
 export function parseNetnsLink(target: string, source = 'ns/net'): number {
@@ -44,12 +46,16 @@ export const realNetnsIo: NetnsScanIo = {
 
 export interface NetnsReading {
   readonly inode: number;
+  /** The process whose files were read (for reading more of the namespace later; it may have exited since). */
+  readonly pid: number;
   /** Processes found in the namespace. */
   readonly processes: number;
   /** Entries in its conntrack table; undefined where `net/stat/nf_conntrack` does not exist. */
   readonly entries: number | undefined;
   /** The namespace's per-CPU statistics (raw u32 values) from the same file; empty where it does not exist. */
   readonly cpus: readonly CpuStats[];
+  /** TIME_WAIT sockets (IPv4 and IPv6), `tw` of `<pid>/net/sockstat`; undefined where absent. */
+  readonly timeWait: number | undefined;
   readonly identity: CgroupIdentity;
 }
 
@@ -150,11 +156,15 @@ export async function scanNetworkNamespaces(procfs: FsRoot, io: NetnsScanIo = re
           await io.readlink(procfs.path(dir, 'ns', 'net'));
         }
         const parsed = stat === undefined ? undefined : parseConntrackStatFile(stat, statPath);
+        const sockstatPath = procfs.path(dir, 'net', 'sockstat');
+        const sockstat = await io.readText(sockstatPath);
         return {
           inode,
+          pid,
           processes: members.length,
           entries: parsed?.entries,
           cpus: parsed?.cpus ?? [],
+          timeWait: sockstat === undefined ? undefined : timeWaitSockets(parseSockstat(sockstat, sockstatPath)),
           identity: parseCgroupFile(cgroup),
         };
       } catch (err) {
@@ -220,5 +230,18 @@ export function selectStatNamespaces(candidates: readonly NetnsStatCandidate[], 
   return candidates
     .filter((c) => c.rose > 0 || c.total > 0 || c.entries >= minEntries)
     .sort((a, b) => b.rose - a.rose || b.total - a.total || b.entries - a.entries || a.inode - b.inode)
+    .slice(0, max);
+}
+
+/**
+ * Picks the namespaces that get conntrack_netns_sockets_time_wait: those with
+ * TIME_WAIT sockets or at least `minEntries` conntrack entries, at most `max`,
+ * most TIME_WAIT first (then entries, then inode). Pure.
+ */
+export function selectTimeWaitNamespaces(namespaces: readonly NetnsReading[], minEntries: number, max: number): (NetnsReading & { timeWait: number })[] {
+  return namespaces
+    .filter((n): n is NetnsReading & { timeWait: number } => n.timeWait !== undefined)
+    .filter((n) => n.timeWait > 0 || (n.entries ?? 0) >= minEntries)
+    .sort((a, b) => b.timeWait - a.timeWait || (b.entries ?? 0) - (a.entries ?? 0) || a.inode - b.inode)
     .slice(0, max);
 }

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -17,6 +17,7 @@ import {
   type NetnsStatCandidate,
   type NetnsScanIo,
 } from '../../src/procfs/netns.js';
+import type { CommandRunner } from '../../src/util/command.js';
 import { buildTestApp, samples } from '../helpers/app.js';
 import { IN_CI, REPO_ROOT } from '../helpers/kernel.js';
 
@@ -44,6 +45,8 @@ interface FakePid {
   cgroup?: string;
   entries?: number;
   stats?: StatValues;
+  /** TIME_WAIT sockets in net/sockstat (no sockstat file when undefined). */
+  tw?: number;
 }
 
 /** Writes a procfs tree: `<pid>/ns/net` as a symlink to net:[inode] (as the kernel shows it), cgroup, net/stat/nf_conntrack. */
@@ -59,19 +62,22 @@ function writeTree(root: string, pids: Record<number, FakePid>): void {
       mkdirSync(join(dir, 'net', 'stat'), { recursive: true });
       writeFileSync(join(dir, 'net', 'stat', 'nf_conntrack'), statFile(p.entries, p.stats));
     }
+    if (p.tw !== undefined) {
+      writeFileSync(join(dir, 'net', 'sockstat'), `sockets: used 12\nTCP: inuse 3 orphan 0 tw ${p.tw} alloc 5 mem 1\nUDP: inuse 1 mem 0\n`);
+    }
   }
 }
 
 /** A node: host (32 entries, two processes), pod A (pause exits mid-scan; 500 entries), an empty pod, pod B (3), a vanished pid and a denied one. */
 const NODE: Record<number, FakePid> = {
-  1: { inode: 4026531840, cgroup: cgroupFixture('v2-host-6.18'), entries: 32 },
-  2: { inode: 4026531840, cgroup: cgroupFixture('v2-host-6.18'), entries: 32 },
-  100: { inode: 4026532200, cgroup: cgroupFixture('v2-systemd-containerd-6.1'), entries: 500 },
-  101: { inode: 4026532200, cgroup: cgroupFixture('v2-systemd-containerd-6.1'), entries: 500 },
+  1: { inode: 4026531840, cgroup: cgroupFixture('v2-host-6.18'), entries: 32, tw: 4 },
+  2: { inode: 4026531840, cgroup: cgroupFixture('v2-host-6.18'), entries: 32, tw: 4 },
+  100: { inode: 4026532200, cgroup: cgroupFixture('v2-systemd-containerd-6.1'), entries: 500, tw: 0 },
+  101: { inode: 4026532200, cgroup: cgroupFixture('v2-systemd-containerd-6.1'), entries: 500, tw: 0 },
   200: { inode: 4026532300, cgroup: cgroupFixture('v2-systemd-containerd-cgroupns-6.8'), entries: 0 },
   300: {},
   400: { inode: 4026532999, cgroup: cgroupFixture('v2-host-6.18'), entries: 9 },
-  500: { inode: 4026532400, cgroup: cgroupFixture('v2-systemd-crio-6.6'), entries: 3, stats: { drop: [7, 0x10], clashres: [1, 0], invalid: [2, 3] } },
+  500: { inode: 4026532400, cgroup: cgroupFixture('v2-systemd-crio-6.6'), entries: 3, tw: 17, stats: { drop: [7, 0x10], clashres: [1, 0], invalid: [2, 3] } },
 };
 
 describe('parseNetnsLink', () => {
@@ -114,7 +120,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
     const scan = await scanNetworkNamespaces(new FsRoot(root), racingIo());
     expect(scan.vanished).toBe(2); // pid 300 (no ns link) and pid 100 (exited mid-scan)
     expect(scan.denied).toBe(1); // pid 400
-    expect(scan.namespaces.map(({ cpus: _, ...rest }) => rest)).toEqual([
+    expect(scan.namespaces.map(({ cpus: _c, pid: _p, timeWait: _t, ...rest }) => rest)).toEqual([
       { inode: 4026531840, processes: 2, entries: 32, identity: {} },
       { inode: 4026532200, processes: 2, entries: 500, identity: { podUid: POD_A.uid, containerId: POD_A.id } },
       {
@@ -127,6 +133,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
     ]);
     // Each namespace's own per-CPU statistics, from the same file.
     const podB = scan.namespaces.find((n) => n.inode === 4026532400);
+    expect(scan.namespaces.map((n) => [n.pid, n.timeWait])).toEqual([[1, 4], [101, 0], [200, undefined], [500, 17]]);
     expect(podB?.cpus.map((c) => [c.cpu, c.values.get('drop'), c.values.get('clash_resolve')])).toEqual([
       [0, 7, 1],
       [1, 0x10, 0],
@@ -150,7 +157,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
     await scanNetworkNamespaces(new FsRoot(root), io);
     expect(links).toHaveLength(8);
     expect(reads.sort()).toEqual(
-      ['/1', '/100', '/200', '/400', '/500'].flatMap((p) => [`${p}/cgroup`, `${p}/net/stat/nf_conntrack`]).sort(),
+      ['/1', '/100', '/200', '/400', '/500'].flatMap((p) => [`${p}/cgroup`, `${p}/net/stat/nf_conntrack`, `${p}/net/sockstat`]).sort(),
     );
   });
 
@@ -162,6 +169,8 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
       processes: 1,
       entries: undefined,
       cpus: [],
+      pid: 500,
+      timeWait: undefined,
       identity: { podUid: POD_B.uid, containerId: POD_B.id },
     });
     expect(scan.vanished).toBe(1);
@@ -179,7 +188,7 @@ describe('scanNetworkNamespaces over a fake procfs', () => {
 });
 
 describe('selectNamespaces', () => {
-  const ns = (inode: number, entries: number | undefined): NetnsReading => ({ inode, processes: 1, entries, cpus: [], identity: {} });
+  const ns = (inode: number, entries: number | undefined): NetnsReading => ({ inode, pid: 1, processes: 1, entries, cpus: [], timeWait: undefined, identity: {} });
   const all = [ns(10, 5), ns(11, 0), ns(12, 900), ns(13, undefined), ns(14, 40), ns(15, 40)];
 
   it('keeps namespaces at or above the minimum, largest first, ties by inode', () => {
@@ -260,6 +269,9 @@ describe('netns collector over a fake procfs', () => {
       ['conntrack_netns_stat_clash_resolve_total{netns="4026532200"}', 0],
       ['conntrack_netns_stat_invalid_total{netns="4026532400"}', 5],
       ['conntrack_netns_stat_invalid_total{netns="4026532200"}', 0],
+      // TIME_WAIT for 2 namespaces, most first (pod A has none; 4026532300 has no sockstat file).
+      ['conntrack_netns_sockets_time_wait{netns="4026532400"}', 17],
+      ['conntrack_netns_sockets_time_wait{netns="4026531840"}', 4],
       ['conntrack_netns_scan_skipped_pids{reason="vanished"}', 1],
       ['conntrack_netns_scan_skipped_pids{reason="denied"}', 0],
     ]);
@@ -315,11 +327,57 @@ describe('netns collector over a fake procfs', () => {
     expect(fourth.get('conntrack_netns_stat_early_drop_total{netns="4026532010"}')).toBe(5);
   });
 
+  /** A fake nsenter: the sysctls of each namespace by the inode its ns link names; `calls` records each run. */
+  const fakeNsenter = (values: Record<number, string>, calls: string[] = []): CommandRunner => async (file, args) => {
+    calls.push(`${file} ${args.join(' ')}`);
+    const nsPath = (args[0] as string).replace(/^--net=/, '');
+    const inode = parseNetnsLink(readlinkSync(nsPath));
+    const out = values[inode];
+    return out === undefined
+      ? { stdout: '', stderr: 'nsenter: reassociate to namespace \'ns/net\' failed: Operation not permitted', code: 1, signal: null }
+      : { stdout: out, stderr: '', code: 0, signal: null };
+  };
+
+  it('exports each namespace\'s port range and tcp_tw_reuse through nsenter with --collector.netns.sysctls, read once per refresh', async () => {
+    writeTree(root, NODE);
+    const calls: string[] = [];
+    const run = fakeNsenter({ 4026531840: '32768\t60999\n0\n', 4026532400: '40000\t40019\n1\n', 4026532200: '1024\t65535\n2\n' }, calls);
+    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns', '--collector.netns.sysctls', '--collector.netns.max=2'], collectors: [netnsCollector], run });
+    const s = samples((await app.inject({ url: '/metrics' })).body);
+    expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(1);
+    expect([...s].filter(([k]) => /^conntrack_netns_(local_port|tcp_tw)/.test(k))).toEqual([
+      ['conntrack_netns_local_port_range_size{netns="4026532400"}', 20],
+      ['conntrack_netns_local_port_range_size{netns="4026531840"}', 28232],
+      ['conntrack_netns_tcp_tw_reuse{netns="4026532400"}', 1],
+      ['conntrack_netns_tcp_tw_reuse{netns="4026531840"}', 0],
+    ]);
+    expect(calls.sort()).toEqual([
+      `nsenter --net=${join(root, '1', 'ns', 'net')} -- cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_tw_reuse`,
+      `nsenter --net=${join(root, '500', 'ns', 'net')} -- cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_tw_reuse`,
+    ]);
+    // Within the refresh interval (1m) the next scrape runs no process.
+    await app.inject({ url: '/metrics' });
+    expect(calls).toHaveLength(2);
+  });
+
+  it('reports success 0 but keeps the other series when no namespace\'s sysctls can be read (no CAP_SYS_ADMIN)', async () => {
+    writeTree(root, NODE);
+    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns', '--collector.netns.sysctls'], collectors: [netnsCollector], run: fakeNsenter({}) });
+    const s = samples((await app.inject({ url: '/metrics' })).body);
+    expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(0);
+    expect(s.get('conntrack_netns_entries{netns="4026532200"}')).toBe(500);
+    expect(s.get('conntrack_netns_sockets_time_wait{netns="4026532400"}')).toBe(17);
+    expect([...s.keys()].filter((k) => k.startsWith('conntrack_netns_local_port_range_size'))).toEqual([]);
+  });
+
   it('passes promtool check metrics', async () => {
     writeTree(root, NODE);
-    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns'], collectors: [netnsCollector] });
+    const run = fakeNsenter({ 4026531840: '32768\t60999\n0\n', 4026532400: '40000\t40019\n1\n', 4026532200: '1024\t65535\n2\n' });
+    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns', '--collector.netns.sysctls'], collectors: [netnsCollector], run });
     const body = (await app.inject({ url: '/metrics' })).body;
     expect(body).toMatch(/^# TYPE conntrack_netns_stat_drop_total counter$/m);
+    expect(body).toMatch(/^conntrack_netns_local_port_range_size\{netns="4026532400"\} 20$/m);
+    expect(body).toMatch(/^conntrack_netns_sockets_time_wait\{netns="4026532400"\} 17$/m);
     const promtool = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
     if (promtool.error) {
       if (IN_CI) throw new Error(`promtool is required under CI=true: ${promtool.error.message}`);

@@ -1,0 +1,121 @@
+/**
+ * Per-namespace port pressure on the real kernel: a namespace whose
+ * ip_local_port_range is narrowed and tcp_tw_reuse changed, with TIME_WAIT
+ * sockets in it. Oracles: `ss -tan state time-wait` and `sysctl -n` inside the
+ * namespace. The exporter runs in-process on the host's /proc (hostPID).
+ */
+import { readFileSync, readlinkSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { netnsCollector } from '../../src/collectors/netns.js';
+import { runCommand, type CommandRunner } from '../../src/util/command.js';
+import { buildTestApp, samples } from '../helpers/app.js';
+import { Netns, describeKernel } from '../helpers/kernel.js';
+
+/** Starts `sleep` in the namespace and waits until its pid has entered it. */
+async function processIn(ns: Netns): Promise<ChildProcess> {
+  const child = ns.spawn('sleep', ['300']);
+  const want = `net:[${ns.inode()}]`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if (readlinkSync(`/proc/${child.pid}/ns/net`) === want) return child;
+    } catch {
+      // Not there yet.
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`pid ${child.pid} did not enter ${ns.name}`);
+}
+
+/** `count` loopback TCP connections closed by the client first, so each client socket stays in TIME_WAIT (60 s). */
+const TIME_WAIT_SCRIPT = `
+const net = require('node:net');
+const count = Number(process.argv[1]);
+const server = net.createServer((s) => { s.on('end', () => s.end()); s.resume(); });
+server.listen(7400, '127.0.0.1', async () => {
+  for (let i = 0; i < count; i++) {
+    await new Promise((resolve, reject) => {
+      const c = net.connect(7400, '127.0.0.1', () => c.end());
+      c.on('error', reject);
+      c.on('close', resolve);
+      c.resume();
+    });
+  }
+  server.close();
+});
+`;
+
+async function ssTimeWait(ns: Netns): Promise<number> {
+  const out = await ns.exec('ss', ['-tan', 'state', 'time-wait']);
+  return out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Recv-Q')).length;
+}
+
+describeKernel('per-namespace port pressure on the real kernel', () => {
+  let ns: Netns;
+  let app: FastifyInstance | undefined;
+
+  beforeAll(async () => {
+    ns = await Netns.create('netns-ports');
+    await ns.exec('sysctl', ['-w', 'net.ipv4.ip_local_port_range=40000 40019']);
+    await ns.exec('sysctl', ['-w', 'net.ipv4.tcp_tw_reuse=0']);
+    await processIn(ns);
+    await ns.exec(process.execPath, ['-e', TIME_WAIT_SCRIPT, '6'], { timeoutMs: 20_000 });
+  });
+
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+  });
+
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  const build = (args: string[], run: CommandRunner = runCommand): Promise<FastifyInstance> =>
+    buildTestApp({ args: ['--collector.netns', '--path.procfs=/proc', ...args], run, collectors: [netnsCollector] });
+
+  it('exports the namespace\'s own TIME_WAIT count, port range and tcp_tw_reuse, as ss and sysctl show them inside it', async () => {
+    app = await build(['--collector.netns.sysctls']);
+    const s = samples((await app.inject({ url: '/metrics' })).body);
+    const inode = ns.inode();
+    expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(1);
+    const tw = await ssTimeWait(ns);
+    expect(tw).toBe(6);
+    // No conntrack entries in it: it gets its series because it has TIME_WAIT sockets.
+    expect(s.get(`conntrack_netns_sockets_time_wait{netns="${inode}"}`)).toBe(tw);
+    const [low, high] = (await ns.exec('sysctl', ['-n', 'net.ipv4.ip_local_port_range'])).trim().split(/\s+/).map(Number);
+    expect(s.get(`conntrack_netns_local_port_range_size{netns="${inode}"}`)).toBe((high as number) - (low as number) + 1);
+    expect(s.get(`conntrack_netns_local_port_range_size{netns="${inode}"}`)).toBe(20);
+    expect(s.get(`conntrack_netns_tcp_tw_reuse{netns="${inode}"}`)).toBe(Number((await ns.exec('sysctl', ['-n', 'net.ipv4.tcp_tw_reuse'])).trim()));
+    expect(s.get(`conntrack_netns_tcp_tw_reuse{netns="${inode}"}`)).toBe(0);
+  });
+
+  it('reads every namespace with --collector.netns.min-entries=0, each with its own values (cost logged)', async () => {
+    app = await build(['--collector.netns.sysctls', '--collector.netns.min-entries=0']);
+    const t0 = performance.now();
+    const s = samples((await app.inject({ url: '/metrics' })).body);
+    const first = performance.now() - t0;
+    const t1 = performance.now();
+    await app.inject({ url: '/metrics' });
+    const cached = performance.now() - t1;
+    const read = [...s.keys()].filter((k) => k.startsWith('conntrack_netns_local_port_range_size')).length;
+    console.info(`netns sysctls: ${read} namespaces read through nsenter, first scrape ${first.toFixed(0)} ms, next (cached) ${cached.toFixed(0)} ms`);
+    expect(read).toBe(s.get('conntrack_netns_namespaces'));
+    const host = /\d+/.exec(readlinkSync('/proc/self/ns/net'))?.[0] as string;
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    expect(s.get(`conntrack_netns_local_port_range_size{netns="${host}"}`)).toBe((high as number) - (low as number) + 1);
+    expect(s.get(`conntrack_netns_local_port_range_size{netns="${ns.inode()}"}`)).toBe(20);
+  });
+
+  it('without CAP_SYS_ADMIN the sysctls are missing and the collector says so; the other series stay', async () => {
+    // nsenter with CAP_SYS_ADMIN removed from its capability sets: setns(2) fails with EPERM.
+    const noSysAdmin: CommandRunner = (file, args, opts) =>
+      runCommand('setpriv', ['--inh-caps=-sys_admin', '--bounding-set=-sys_admin', file, ...args], opts);
+    app = await build(['--collector.netns.sysctls'], noSysAdmin);
+    const s = samples((await app.inject({ url: '/metrics' })).body);
+    expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(0);
+    expect([...s.keys()].filter((k) => k.startsWith('conntrack_netns_local_port_range_size'))).toEqual([]);
+    expect(s.get(`conntrack_netns_sockets_time_wait{netns="${ns.inode()}"}`)).toBe(6);
+  });
+}, ['ip', 'ss', 'sysctl', 'nsenter', 'setpriv']);
