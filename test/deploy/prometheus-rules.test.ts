@@ -82,6 +82,8 @@ describe('deploy/prometheus/conntrack-rules.yaml', () => {
         'ConntrackExporterCollectorFailing',
         'ConntrackTableScanStale',
         'ConntrackSourcePortsNearExhaustion',
+        'ConntrackTableFillingUp',
+        'ConntrackNamespaceInsertFailures',
       ]),
     );
     expect(new Set(alerts.map((a) => a.alert)).size).toBe(alerts.length);

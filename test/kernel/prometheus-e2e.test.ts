@@ -7,8 +7,10 @@
  *   kernel's count within one scrape;
  * - every query of deploy/grafana/conntrack.json returns at least one series.
  *
- * The rules are the shipped file with every `for:` shortened; Prometheus
- * scrapes and evaluates every second. Prometheus and the exporter listen on
+ * The rules are the shipped file with every duration (`for:`, range windows,
+ * offsets) scaled by SCALE, the incident lab's transform (test/incidents/scale.ts):
+ * Prometheus scrapes every 2 s instead of 15 s, so every alert needs the
+ * same number of scrapes as in production (ConntrackTableFull's sustained 2m is 16 s). Prometheus and the exporter listen on
  * 127.0.0.1 inside the namespace on ports left untracked, so scrapes and API
  * queries never change the counts under test.
  */
@@ -17,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import {
   IN_CI,
   Netns,
@@ -32,13 +34,15 @@ import {
   type RunningExporter,
 } from '../helpers/kernel.js';
 import { dashboardQueries, loadDashboard } from '../deploy/dashboard-queries.js';
+import { scaleRules } from '../incidents/scale.js';
 
 const EXPORTER_PORT = 19747;
 const PROM_PORT = 19091;
 const JOB = 'conntrack-exporter';
 const INSTANCE = `127.0.0.1:${EXPORTER_PORT}`;
 const RULES = join(REPO_ROOT, 'deploy', 'prometheus', 'conntrack-rules.yaml');
-const TEST_FOR = '2s';
+/** 2 s scrapes standing for 15 s ones. */
+const SCALE = 2 / 15;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -152,11 +156,11 @@ describeKernel(
       await insertTcp(ns, '10.1.0.1', '10.1.0.5', 6379, Array.from({ length: 30 }, (_, i) => 40000 + i));
       await insertTcp(ns, '10.1.0.2', '10.1.0.6', 443, [41000, 41001], 'TIME_WAIT');
 
-      // Prometheus with the shipped rules, `for:` shortened.
+      // Prometheus with the shipped rules, every duration scaled to 2 s scrapes.
       dir = mkdtempSync(join(tmpdir(), 'cte-prometheus-'));
-      const rules = parse(readFileSync(RULES, 'utf8')) as { groups: { rules: { for?: string }[] }[] };
-      for (const g of rules.groups) for (const r of g.rules) if (r.for) r.for = TEST_FOR;
-      writeFileSync(join(dir, 'rules.yaml'), stringify(rules));
+      const rules = scaleRules(readFileSync(RULES, 'utf8'), SCALE);
+      expect(rules.unscaled).toEqual([]);
+      writeFileSync(join(dir, 'rules.yaml'), rules.yaml);
       writeFileSync(
         join(dir, 'prometheus.yml'),
         stringify({
@@ -264,7 +268,7 @@ describeKernel(
         await waitFor(
           'the kernel-logged table full in Prometheus and ConntrackKernelTableFullLogged firing',
           async () => ((await alertState('ConntrackKernelTableFullLogged')) === 'firing' ? true : undefined),
-          15_000,
+          30_000,
         );
       }
     }, 120_000);
