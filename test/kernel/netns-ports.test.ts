@@ -9,6 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { netnsCollector } from '../../src/collectors/netns.js';
+import { FsRoot } from '../../src/procfs/fs.js';
+import { readLocalAddresses } from '../../src/procfs/local-addresses.js';
 import { runCommand, type CommandRunner } from '../../src/util/command.js';
 import { buildTestApp, samples } from '../helpers/app.js';
 import { Netns, describeKernel } from '../helpers/kernel.js';
@@ -53,13 +55,16 @@ async function ssTimeWait(ns: Netns): Promise<number> {
 
 describeKernel('per-namespace port pressure on the real kernel', () => {
   let ns: Netns;
+  let pid: number;
   let app: FastifyInstance | undefined;
 
   beforeAll(async () => {
     ns = await Netns.create('netns-ports');
     await ns.exec('sysctl', ['-w', 'net.ipv4.ip_local_port_range=40000 40019']);
     await ns.exec('sysctl', ['-w', 'net.ipv4.tcp_tw_reuse=0']);
-    await processIn(ns);
+    await ns.exec('ip', ['addr', 'add', '10.77.0.2/32', 'dev', 'lo']);
+    await ns.exec('ip', ['-6', 'addr', 'add', 'fd77::2/128', 'dev', 'lo', 'nodad']);
+    pid = (await processIn(ns)).pid as number;
     await ns.exec(process.execPath, ['-e', TIME_WAIT_SCRIPT, '6'], { timeoutMs: 20_000 });
   });
 
@@ -106,6 +111,18 @@ describeKernel('per-namespace port pressure on the real kernel', () => {
     const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
     expect(s.get(`conntrack_netns_local_port_range_size{netns="${host}"}`)).toBe((high as number) - (low as number) + 1);
     expect(s.get(`conntrack_netns_local_port_range_size{netns="${ns.inode()}"}`)).toBe(20);
+  });
+
+  it('maps the namespace to its local addresses through /proc/<pid>/net/fib_trie and if_inet6, as ip addr lists them', async () => {
+    const got = await readLocalAddresses(new FsRoot('/proc'), pid);
+    const oracle = (await ns.exec('ip', ['-o', 'addr', 'show'])).split('\n').flatMap((l) => {
+      const m = /\binet6? (\S+)\//.exec(l);
+      return m ? [m[1] as string] : [];
+    });
+    expect([...got.ipv4, ...got.ipv6].sort()).toEqual([...new Set(oracle)].sort());
+    expect(got.ipv4).toEqual(['10.77.0.2', '127.0.0.1']);
+    expect(got.ipv6).toContain('fd77::2');
+    expect(got.skipped).toBe(0);
   });
 
   it('without CAP_SYS_ADMIN the sysctls are missing and the collector says so; the other series stay', async () => {
