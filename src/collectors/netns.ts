@@ -55,7 +55,7 @@ export const netnsCollector: CollectorDefinition = {
       type: 'int',
       default: '500',
       min: 0,
-      help: 'Export conntrack_netns_entries for at most this many namespaces, largest first (the rest are summed into conntrack_netns_omitted_entries), and the conntrack_netns_stat_* counters for at most this many, those whose statistics rose first.',
+      help: 'Export conntrack_netns_entries for at most this many namespaces, largest first (the rest are summed into conntrack_netns_omitted_entries); likewise at most this many namespaces get the conntrack_netns_stat_* counters (those whose statistics rose first) and the TIME_WAIT and sysctl gauges (most TIME_WAIT first).',
     },
     {
       name: 'collector.netns.sysctls',
