@@ -111,9 +111,23 @@ describe('deploy/grafana/conntrack.json', () => {
       'conntrack_kernel_log_suppressed_total',
       'conntrack_scrape_collector_success',
       'conntrack_netns_entries',
+      // Issue 12's signals: top ports, TIME_WAIT per destination, per-namespace counters, the
+      // destination's own port range, resolved clashes as information.
+      'conntrack_table_destination_port_entries',
+      'conntrack_table_destination_state_entries',
+      'conntrack_table_destination_source_port_range_size',
+      'conntrack_netns_stat_drop_total',
+      'conntrack_netns_stat_early_drop_total',
+      'conntrack_netns_stat_insert_failed_total',
+      'conntrack_netns_stat_clash_resolve_total',
+      'conntrack_netns_sockets_time_wait',
+      'conntrack_stat_clash_resolve_total',
     ]) {
       expect(exprs, metric).toContain(metric);
     }
+    // The kernel's insert statistic no longer counts new entries on modern kernels: no panel
+    // may pass it off as a rate of new connections.
+    expect(exprs).not.toContain('conntrack_stat_insert_total');
   });
 
   it('marks the alert thresholds (0.75, 0.9) on the fill panels', () => {
