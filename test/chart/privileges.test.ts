@@ -21,18 +21,30 @@ interface Result {
 interface Container {
   caps: string[];
   args: string[];
+  uid: number;
+  gid: number;
+  groups: number[];
 }
 
 async function container(scenario: string): Promise<Container> {
   const ds = get<IDaemonSet>(await render({ scenario }), 'DaemonSet');
-  const c = ds.spec!.template.spec!.containers[0]!;
-  return { caps: c.securityContext?.capabilities?.add ?? [], args: c.args ?? [] };
+  const pod = ds.spec!.template.spec!;
+  const c = pod.containers[0]!;
+  const sc = pod.securityContext ?? {};
+  return {
+    caps: c.securityContext?.capabilities?.add ?? [],
+    args: c.args ?? [],
+    uid: sc.runAsUser ?? 0,
+    gid: sc.runAsGroup ?? 0,
+    groups: sc.supplementalGroups ?? [],
+  };
 }
 
-/** setpriv arguments for a container that is uid 0 with only `caps`, as the runtime makes it. */
-function privileges(caps: readonly string[]): string[] {
-  const set = ['-all', ...caps.map((c) => `+${c.toLowerCase()}`)].join(',');
-  return ['--reuid=0', '--regid=0', '--groups=4', `--bounding-set=${set}`, '--inh-caps=-all', '--no-new-privs'];
+/** setpriv arguments for the rendered container: its uid, gid and groups, only `caps`, as the runtime makes it. */
+function privileges(c: Container): string[] {
+  const set = ['-all', ...c.caps.map((cap) => `+${cap.toLowerCase()}`)].join(',');
+  const groups = c.groups.length > 0 ? `--groups=${c.groups.join(',')}` : '--clear-groups';
+  return [`--reuid=${c.uid}`, `--regid=${c.gid}`, groups, `--bounding-set=${set}`, '--inh-caps=-all', '--no-new-privs'];
 }
 
 describeKernel(
@@ -49,10 +61,10 @@ describeKernel(
         });
       });
     const asContainer = (scenario: string, cmd: readonly string[]) =>
-      run('setpriv', [...privileges(scenarios[scenario]!.caps), '--', ...cmd]);
+      run('setpriv', [...privileges(scenarios[scenario]!), '--', ...cmd]);
 
     beforeAll(async () => {
-      for (const s of ['no-kernel-log', 'default', 'netns', 'kmsg-unprivileged']) scenarios[s] = await container(s);
+      for (const s of ['no-kernel-log', 'default', 'table', 'netlink', 'netns', 'kmsg-unprivileged']) scenarios[s] = await container(s);
       ns = await Netns.create('chartpriv');
       await ns.enableConntrack();
     });
@@ -61,31 +73,41 @@ describeKernel(
       await ns?.destroy();
     });
 
-    test('the scenarios add the capabilities the README lists', () => {
-      expect(scenarios['no-kernel-log']!.caps).toEqual([]);
-      expect(scenarios.default!.caps).toEqual(['NET_ADMIN']);
-      expect(scenarios.netns!.caps).toEqual(['NET_ADMIN', 'SYS_PTRACE']);
-      expect(scenarios['kmsg-unprivileged']!.caps).toEqual(['NET_ADMIN', 'SYSLOG']);
+    test('the scenarios add the uid and capabilities the README lists', () => {
+      expect(scenarios.default).toMatchObject({ uid: 65534, gid: 65534, groups: [4], caps: [] });
+      expect(scenarios['no-kernel-log']).toMatchObject({ uid: 65534, caps: [] });
+      expect(scenarios.table).toMatchObject({ uid: 0, caps: [] });
+      expect(scenarios.netlink).toMatchObject({ uid: 0, caps: ['NET_ADMIN'] });
+      expect(scenarios.netns).toMatchObject({ uid: 0, caps: ['SYS_PTRACE'] });
+      expect(scenarios['kmsg-unprivileged']).toMatchObject({ uid: 0, caps: ['SYSLOG'] });
     });
 
-    test('uid 0 with no capability reads the table size, the statistics and the 0440 table file', async () => {
-      const files = ['/proc/sys/net/netfilter/nf_conntrack_count', '/proc/net/stat/nf_conntrack'];
-      if (existsSync('/proc/net/nf_conntrack')) {
-        expect((statSync('/proc/net/nf_conntrack').mode & 0o777).toString(8)).toBe('440');
-        files.push('/proc/net/nf_conntrack');
-      }
-      for (const f of files) {
-        const r = await asContainer('no-kernel-log', ['cat', f]);
+    test('the default (uid 65534, no capability) reads the table size and the statistics, not the 0440 table file', async () => {
+      for (const f of ['/proc/sys/net/netfilter/nf_conntrack_count', '/proc/sys/net/netfilter/nf_conntrack_max', '/proc/net/stat/nf_conntrack', '/proc/net/sockstat']) {
+        const r = await asContainer('default', ['cat', f]);
         expect(r.stderr, f).toBe('');
         expect(r.code, f).toBe(0);
       }
+      if (existsSync('/proc/net/nf_conntrack')) {
+        const r = await asContainer('default', ['cat', '/proc/net/nf_conntrack']);
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(/Permission denied/);
+      }
     });
 
-    test('the netlink fallback needs CAP_NET_ADMIN, which the default adds', async () => {
-      const without = await asContainer('no-kernel-log', ['conntrack', '-C']);
+    test('tableScan (uid 0, no capability) reads the 0440 table file', async () => {
+      expect(existsSync('/proc/net/nf_conntrack'), '/proc/net/nf_conntrack (CONFIG_NF_CONNTRACK_PROCFS)').toBe(true);
+      expect((statSync('/proc/net/nf_conntrack').mode & 0o777).toString(8)).toBe('440');
+      const r = await asContainer('table', ['cat', '/proc/net/nf_conntrack']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    });
+
+    test('the netlink fallback needs CAP_NET_ADMIN, which conntrackNetlink adds', async () => {
+      const without = await asContainer('table', ['conntrack', '-C']);
       expect(without.code).not.toBe(0);
       expect(without.stderr).toMatch(/CAP_NET_ADMIN|not permitted/);
-      const withCap = await asContainer('default', ['conntrack', '-S']);
+      const withCap = await asContainer('netlink', ['conntrack', '-S']);
       expect(withCap.stderr).toBe('');
       expect(withCap.stdout).toMatch(/^cpu=0\s/m);
     });
@@ -96,12 +118,12 @@ describeKernel(
       // ip netns exec and setpriv exec in place: wait until the pid runs as 65534.
       for (let i = 0; i < 100 && !/^Uid:\s+65534/m.test(readStatus(pid)); i++) await new Promise((r) => setTimeout(r, 20));
       const link = `/proc/${pid}/ns/net`;
-      const denied = await asContainer('default', ['readlink', link]);
+      const denied = await asContainer('table', ['readlink', link]);
       expect(denied.code).not.toBe(0);
       const allowed = await asContainer('netns', ['readlink', link]);
       expect(allowed.stdout.trim()).toBe(`net:[${ns.inode()}]`);
       // The per-namespace count itself needs nothing more.
-      const stat = await asContainer('default', ['cat', `/proc/${pid}/net/stat/nf_conntrack`]);
+      const stat = await asContainer('table', ['cat', `/proc/${pid}/net/stat/nf_conntrack`]);
       expect(stat.code).toBe(0);
       sleeper.kill('SIGKILL');
     });
@@ -112,18 +134,22 @@ describeKernel(
       expect(withCap.stderr).toBe('');
       expect(withCap.code).toBe(0);
       if (readFileSync('/proc/sys/kernel/dmesg_restrict', 'utf8').trim() === '1') {
-        const without = await asContainer('default', read);
+        const without = await asContainer('table', read);
         expect(without.stderr).toMatch(/not permitted/);
       }
     });
 
-    test('the exporter, with the netns scenario\'s arguments and privileges, reports every collector healthy', async () => {
+    test.each([
+      ['default', ['conntrack', 'stat', 'memory', 'ports', 'timeouts']],
+      ['table', ['conntrack', 'stat', 'table']],
+      ['netns', ['conntrack', 'stat', 'netns']],
+    ])('the exporter, with the %s scenario\'s arguments and privileges, reports every collector healthy', async (scenario, expected) => {
       const port = 20000 + Math.floor(Math.random() * 20000);
-      const args = scenarios.netns!.args
+      const args = scenarios[scenario]!.args
         .map((a) => a.replace('=/host/proc', '=/proc').replace('=/host/sys', '=/sys').replace('=/host/root', '=/'))
         .filter((a) => !a.startsWith('--web.listen-address=') && !a.startsWith('--kernel-log.source='));
       const exporter = ns.spawn('setpriv', [
-        ...privileges(scenarios.netns!.caps),
+        ...privileges(scenarios[scenario]!),
         '--',
         process.execPath,
         join(REPO_ROOT, 'dist', 'main.js'),
@@ -151,11 +177,14 @@ describeKernel(
       const samples = parseExposition(r.stdout);
       const failing = [...samples].filter(([k, v]) => k.startsWith('conntrack_scrape_collector_success{') && v !== 1);
       expect(failing, log).toEqual([]);
-      for (const collector of ['conntrack', 'stat', 'netns']) {
+      for (const collector of expected) {
         expect(samples.get(`conntrack_scrape_collector_success{collector="${collector}"}`), collector).toBe(1);
       }
-      const infos = [...samples.keys()].filter((k) => k.startsWith('conntrack_netns_info{'));
-      expect(infos.some((k) => k.includes(`netns="${ns.inode()}"`)), infos.join('\n')).toBe(true);
+      if (scenario === 'netns') {
+        const infos = [...samples.keys()].filter((k) => k.startsWith('conntrack_netns_info{'));
+        expect(infos.some((k) => k.includes(`netns="${ns.inode()}"`)), infos.join('\n')).toBe(true);
+      }
+      if (scenario === 'default') expect(samples.has('conntrack_scrape_collector_success{collector="table"}')).toBe(false);
     });
   },
   ['ip', 'conntrack', 'nft', 'setpriv', 'dd'],

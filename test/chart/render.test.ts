@@ -75,12 +75,23 @@ describe.each(scenarios())('scenario %s', (scenario) => {
     if (!sc.privileged) expect(sc.allowPrivilegeEscalation).toBe(false);
   });
 
-  test('probes hit /healthz on the metrics port; selector labels are on the pods', () => {
+  test('uid 0 only with a feature that needs it (a capability, or a root-only file); else uid 65534, non-root enforced', () => {
+    const pod = podSpec(scenario).securityContext!;
+    const a = args(scenario);
+    const needsRoot =
+      caps(scenario).length > 0 ||
+      !a.includes('--no-collector.table') ||
+      a.includes('--path.sysfs=/host/sys') ||
+      a.includes('--kernel-log.source=journal');
+    if (needsRoot) expect(pod).toMatchObject({ runAsUser: 0, runAsGroup: 0, runAsNonRoot: false });
+    else expect(pod).toMatchObject({ runAsUser: 65534, runAsGroup: 65534, runAsNonRoot: true });
+  });
+
+  test('liveness probes /-/healthy, readiness /-/ready, on the metrics port; selector labels are on the pods', () => {
     const c = container(scenario);
     const portName = c.ports![0]!.name;
-    for (const probe of [c.livenessProbe, c.readinessProbe]) {
-      expect(probe?.httpGet).toMatchObject({ path: '/healthz', port: portName });
-    }
+    expect(c.livenessProbe?.httpGet).toMatchObject({ path: '/-/healthy', port: portName });
+    expect(c.readinessProbe?.httpGet).toMatchObject({ path: '/-/ready', port: portName });
     const ds = daemonSet(scenario);
     expect(ds.spec!.template.metadata!.labels).toMatchObject(ds.spec!.selector.matchLabels!);
   });
@@ -130,17 +141,21 @@ describe('default values', () => {
     expect(daemonSet('default').spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
   });
 
-  test('listens on :9746, port named metrics, Service port 9746', () => {
-    expect(args('default')).toContain('--web.listen-address=:9746');
+  test('listens on the node IP (status.hostIP) port 9746, port named metrics, Service port 9746', () => {
+    expect(args('default')).toContain('--web.listen-address=[$(HOST_IP)]:9746');
+    expect(container('default').env).toContainEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+    expect(args('all-interfaces')).toContain('--web.listen-address=:9746');
     expect(container('default').ports).toEqual([{ name: 'metrics', containerPort: 9746, protocol: 'TCP' }]);
     const svc = get<IService>(manifests('default'), 'Service');
     expect(svc.spec!.ports).toEqual([{ name: 'metrics', port: 9746, targetPort: 'metrics', protocol: 'TCP' }]);
   });
 
-  test('uid 0 without capabilities except NET_ADMIN for the netlink fallback', () => {
-    expect(podSpec('default').securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, supplementalGroups: [4] });
-    expect(caps('default')).toEqual(['NET_ADMIN']);
+  test('least privilege: uid 65534 (group adm for kern.log), no capability, no table scan, no sysfs', () => {
+    expect(podSpec('default').securityContext).toMatchObject({ runAsUser: 65534, runAsGroup: 65534, runAsNonRoot: true, supplementalGroups: [4] });
+    expect(container('default').securityContext!.capabilities).toEqual({ drop: ['ALL'] });
     expect(container('default').securityContext!.privileged).toBeUndefined();
+    expect(args('default')).toContain('--no-collector.table');
+    expect(mounts('default').sys).toBeUndefined();
   });
 
   test('kernel log auto: host log files under --path.rootfs; no journal (no journalctl in the image), no /dev/kmsg', () => {
@@ -171,7 +186,7 @@ describe('default values', () => {
 describe('non-default values reach the objects', () => {
   test('netns: hostPID, CAP_SYS_PTRACE and the collector flags', () => {
     expect(podSpec('netns').hostPID).toBe(true);
-    expect(caps('netns')).toEqual(['NET_ADMIN', 'SYS_PTRACE']);
+    expect(caps('netns')).toEqual(['SYS_PTRACE']);
     expect(args('netns')).toEqual(
       expect.arrayContaining(['--collector.netns', '--collector.netns.min-entries=10', '--collector.netns.max=200']),
     );
@@ -190,7 +205,29 @@ describe('non-default values reach the objects', () => {
 
   test('kmsg without privileged: CAP_SYSLOG only', () => {
     expect(container('kmsg-unprivileged').securityContext!.privileged).toBeUndefined();
-    expect(caps('kmsg-unprivileged')).toEqual(['NET_ADMIN', 'SYSLOG']);
+    expect(caps('kmsg-unprivileged')).toEqual(['SYSLOG']);
+  });
+
+  test('table: uid 0 and the table collector, still no capability', () => {
+    expect(podSpec('table').securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
+    expect(args('table')).not.toContain('--no-collector.table');
+    expect(container('table').securityContext!.capabilities).toEqual({ drop: ['ALL'] });
+  });
+
+  test('netlink: CAP_NET_ADMIN for conntrack -L / -S', () => {
+    expect(caps('netlink')).toEqual(['NET_ADMIN']);
+    expect(podSpec('netlink').securityContext).toMatchObject({ runAsUser: 0 });
+  });
+
+  test('runAsRoot: uid 0 without any capability', async () => {
+    const ds = get<IDaemonSet>(await render({ set: ['runAsRoot=true'] }), 'DaemonSet');
+    expect(ds.spec!.template.spec!.securityContext).toMatchObject({ runAsUser: 0, runAsGroup: 0, runAsNonRoot: false });
+    expect(ds.spec!.template.spec!.containers[0]!.securityContext!.capabilities).toEqual({ drop: ['ALL'] });
+  });
+
+  test('tableScan governs the table collector (collectors.table is ignored)', async () => {
+    const off = get<IDaemonSet>(await render({ set: ['collectors.table=true'] }), 'DaemonSet').spec!.template.spec!.containers[0]!.args!;
+    expect(off.filter((a) => a.includes('collector.table'))).toEqual(['--no-collector.table']);
   });
 
   test('file: the configured host directory under /host/root, --kernel-log.path, no journal', () => {

@@ -122,6 +122,28 @@ Whether the journal directories are mounted (sources journal and auto).
 {{- end }}
 
 {{/*
+Whether the pod runs as uid 0: runAsRoot, or a feature that reads root-only files or needs a
+capability (Kubernetes gives a non-root uid no effective capability). See values.yaml, "Privileges".
+*/}}
+{{- define "conntrack-exporter.needsRoot" -}}
+{{- $s := include "conntrack-exporter.kernelLogSource" . }}
+{{- if or .Values.runAsRoot .Values.tableScan.enabled .Values.conntrackNetlink.enabled .Values.hostSysfs.enabled .Values.netns.enabled (eq $s "journal") (eq $s "kmsg") }}true{{ end }}
+{{- end }}
+
+{{/*
+Pod securityContext: the values', with uid/gid 0 where a feature needs them.
+*/}}
+{{- define "conntrack-exporter.podSecurityContext" -}}
+{{- $ctx := deepCopy (default dict .Values.securityContext) }}
+{{- if include "conntrack-exporter.needsRoot" . }}
+{{- $_ := set $ctx "runAsUser" 0 }}
+{{- $_ := set $ctx "runAsGroup" 0 }}
+{{- $_ := set $ctx "runAsNonRoot" false }}
+{{- end }}
+{{- toYaml $ctx }}
+{{- end }}
+
+{{/*
 Container securityContext: containerSecurityContext plus the capabilities each enabled feature
 needs (see values.yaml, "Privileges").
 */}}
@@ -177,8 +199,12 @@ Exporter arguments.
 {{- end }}
 - --log.level={{ .Values.log.level }}
 - --log.format={{ .Values.log.format }}
+{{- if not .Values.tableScan.enabled }}
+- --no-collector.table
+{{- end }}
 {{- range $name, $on := .Values.collectors }}
-{{- if $on }}
+{{- if eq $name "table" }}
+{{- else if $on }}
 - --collector.{{ $name }}
 {{- else }}
 - --no-collector.{{ $name }}
@@ -206,12 +232,12 @@ Exporter arguments.
 {{- end }}
 
 {{/*
-A probe: the values' probe settings, with httpGet path /healthz on the metrics port.
+A probe: the values' probe settings, with httpGet path (/-/healthy or /-/ready) on the metrics port.
 */}}
 {{- define "conntrack-exporter.probe" -}}
 {{- $probe := deepCopy .probe }}
 {{- $http := deepCopy (default dict $probe.httpGet) }}
-{{- $_ := set $http "path" "/healthz" }}
+{{- $_ := set $http "path" .path }}
 {{- $_ := set $http "port" .portName }}
 {{- if not $http.httpHeaders }}{{ $_ := unset $http "httpHeaders" }}{{ end }}
 {{- $_ := set $probe "httpGet" $http }}
