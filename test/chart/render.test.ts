@@ -225,6 +225,11 @@ describe('non-default values reach the objects', () => {
     expect(ds.spec!.template.spec!.containers[0]!.securityContext!.capabilities).toEqual({ drop: ['ALL'] });
   });
 
+  test('a capability added by hand brings uid 0 (a non-root uid would not have it)', async () => {
+    const ds = get<IDaemonSet>(await render({ set: ['containerSecurityContext.capabilities.add={SYS_ADMIN}'] }), 'DaemonSet');
+    expect(ds.spec!.template.spec!.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
+  });
+
   test('tableScan governs the table collector (collectors.table is ignored)', async () => {
     const off = get<IDaemonSet>(await render({ set: ['collectors.table=true'] }), 'DaemonSet').spec!.template.spec!.containers[0]!.args!;
     expect(off.filter((a) => a.includes('collector.table'))).toEqual(['--no-collector.table']);

@@ -122,12 +122,13 @@ Whether the journal directories are mounted (sources journal and auto).
 {{- end }}
 
 {{/*
-Whether the pod runs as uid 0: runAsRoot, or a feature that reads root-only files or needs a
-capability (Kubernetes gives a non-root uid no effective capability). See values.yaml, "Privileges".
+Whether the pod runs as uid 0: runAsRoot, capabilities added by hand, or a feature that reads
+root-only files or needs a capability (Kubernetes gives a non-root uid no effective capability). See values.yaml, "Privileges".
 */}}
 {{- define "conntrack-exporter.needsRoot" -}}
 {{- $s := include "conntrack-exporter.kernelLogSource" . }}
-{{- if or .Values.runAsRoot .Values.tableScan.enabled .Values.conntrackNetlink.enabled .Values.hostSysfs.enabled .Values.netns.enabled (eq $s "journal") (eq $s "kmsg") }}true{{ end }}
+{{- $extraCaps := (default dict .Values.containerSecurityContext.capabilities).add }}
+{{- if or .Values.runAsRoot $extraCaps .Values.tableScan.enabled .Values.conntrackNetlink.enabled .Values.hostSysfs.enabled .Values.netns.enabled (eq $s "journal") (eq $s "kmsg") }}true{{ end }}
 {{- end }}
 
 {{/*
