@@ -65,6 +65,16 @@ describe('scalePromQL', () => {
     const t = scaleTemplate('for 5m: {{ with query "topk(1, increase(x{port=\\"5m\\"}[5m]))" }}{{ . }}{{ end }} {{ with query `rate(y{a="b"}[2m])` }}{{ end }}', F);
     expect(t.expr).toBe('for 5m: {{ with query "topk(1, increase(x{port=\\"5m\\"}[40s]))" }}{{ . }}{{ end }} {{ with query `rate(y{a="b"}[16s])` }}{{ end }}');
   });
+
+  it('scales printf-built queries of an action, not the prose around it', () => {
+    const t = scaleTemplate(
+      'The log said "table full [5m]".{{ with printf "increase(x{instance=%q}[5m]) > 0" $labels.instance | query }} {{ . | first | value | printf "%.0f" }} in 5m{{ end }}',
+      F,
+    );
+    expect(t.expr).toBe(
+      'The log said "table full [5m]".{{ with printf "increase(x{instance=%q}[40s]) > 0" $labels.instance | query }} {{ . | first | value | printf "%.0f" }} in 5m{{ end }}',
+    );
+  });
 });
 
 describe('scaleRules on the shipped rules', () => {

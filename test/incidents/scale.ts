@@ -168,20 +168,46 @@ export function scalePromQL(expr: string, factor: number, opts: { escapedQuotes?
   return { expr: out, unscaled };
 }
 
-/** Scales the `query "…"` / query `…` calls inside an annotation template. */
+/**
+ * Scales the PromQL inside an annotation template: every string literal of a `{{ … }}` action
+ * that runs `query` (`query "…"`, `printf "…" $x | query`, raw `…` strings). Prose outside the
+ * actions is left alone.
+ */
 export function scaleTemplate(text: string, factor: number): ScaledExpr {
   const unscaled: string[] = [];
-  const out = text
-    .replace(/(\bquery\s+")((?:[^"\\]|\\.)*)(")/g, (_m, a: string, q: string, b: string) => {
-      const r = scalePromQL(q, factor, { escapedQuotes: true });
-      unscaled.push(...r.unscaled);
-      return a + r.expr + b;
-    })
-    .replace(/(\bquery\s+`)([^`]*)(`)/g, (_m, a: string, q: string, b: string) => {
-      const r = scalePromQL(q, factor);
-      unscaled.push(...r.unscaled);
-      return a + r.expr + b;
-    });
+  let out = '';
+  let i = 0;
+  while (i < text.length) {
+    const open = text.indexOf('{{', i);
+    if (open < 0) {
+      out += text.slice(i);
+      break;
+    }
+    out += text.slice(i, open);
+    // The action runs to the first `}}` outside a string literal.
+    let j = open + 2;
+    const strings: { from: number; to: number; raw: boolean }[] = [];
+    while (j < text.length && !text.startsWith('}}', j)) {
+      const c = text[j];
+      if (c === '"' || c === '`') {
+        let k = j + 1;
+        while (k < text.length && text[k] !== c) k += c === '"' && text[k] === '\\' ? 2 : 1;
+        strings.push({ from: j + 1, to: k, raw: c === '`' });
+        j = k + 1;
+      } else j++;
+    }
+    const close = Math.min(text.length, j + 2);
+    let action = text.slice(open, close);
+    if (/\bquery\b/.test(action)) {
+      for (const str of [...strings].reverse()) {
+        const r = scalePromQL(text.slice(str.from, str.to), factor, { escapedQuotes: !str.raw });
+        unscaled.push(...r.unscaled);
+        action = action.slice(0, str.from - open) + r.expr + action.slice(str.to - open);
+      }
+    }
+    out += action;
+    i = close;
+  }
   return { expr: out, unscaled };
 }
 
