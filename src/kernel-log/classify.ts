@@ -156,14 +156,22 @@ export function classifyKmsgRecord(record: string): Match | undefined {
 }
 
 // Sink wrappings of a text line, tried in this order:
-//  syslog: `May 22 06:38:04 web1 kernel: …`, `2023-05-11T12:38:28.123456+00:00 host kernel: …`
-//          (journalctl -k's short format is the same shape)
+//  syslog: `May 22 06:38:04 web1 kernel: …`, `2023-05-11T12:38:28.123456+00:00 host kernel: …`,
+//          `2026-12-02 10:00:00 host kernel: …` (ISO-like, space; also `,123` fractions),
+//          busybox syslogd's `Dec  2 10:00:00 host kern.warn kernel: …` (facility.level before
+//          the program: only `kern.*` counts), journalctl's short, short-iso
+//          (`2026-12-02T10:00:00+0000`) and short-iso-precise formats
+//  RFC 5424: `<4>1 2026-12-02T10:00:00.123+00:00 host kernel - - - …` (APP-NAME `kernel`, the
+//          kern facility in PRI; structured data `-` or `[…]`, an optional BOM before MSG)
 //  kmsg:   `4,344,165062257,-;…` (a file written from /dev/kmsg)
 //  dmesg -r: `<4>[  165.062257] …`; dmesg -x: `kern  :warn  : [  165.062257] …`
 //  then an optional stamp `[  165.062257] ` / `[Thu May 11 12:38:28 2023] ` (dmesg, dmesg -T,
 //  rsyslog imklog), after which journalctl -o short-monotonic still has `host kernel: `.
 const SYSLOG_PREFIX =
-  /^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) \S+ ([^\s:[]+)(?:\[\d+\])?: /;
+  /^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) \S+ (?:([a-z0-9]+)\.[a-z]+ )?([^\s:[]+)(?:\[\d+\])?: /;
+// PRI, VERSION 1, TIMESTAMP, HOSTNAME, APP-NAME, PROCID, MSGID, STRUCTURED-DATA, then MSG (which
+// may be absent; "\xEF\xBB\xBF" is the UTF-8 BOM read as latin1).
+const RFC5424_PREFIX = /^<(\d{1,3})>1 \S+ \S+ (\S+) \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?:\xEF\xBB\xBF)?|$)/;
 const KMSG_PREFIX = /^\d+,\d+,\d+,[^;]*;/;
 const DMESG_RAW_PREFIX = /^<(\d+)>/;
 const DMESG_DECODED_PREFIX = /^([a-z]+) *:([a-z]+) *: /;
@@ -180,7 +188,11 @@ export function parseLogLine(line: string): string | undefined {
   let rest = line;
   let m = SYSLOG_PREFIX.exec(rest);
   if (m) {
-    if (m[1] !== 'kernel') return undefined;
+    // busybox syslogd names the facility: a user-space program calling itself "kernel" is not it.
+    if (m[2] !== 'kernel' || (m[1] !== undefined && m[1] !== 'kern')) return undefined;
+    rest = rest.slice(m[0].length);
+  } else if ((m = RFC5424_PREFIX.exec(rest))) {
+    if (m[2] !== 'kernel' || Number(m[1]) >> 3 !== 0) return undefined;
     rest = rest.slice(m[0].length);
   } else if (KMSG_PREFIX.test(rest)) {
     const r = parseKmsgRecord(rest);

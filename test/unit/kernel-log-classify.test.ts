@@ -159,6 +159,14 @@ const FIXTURE_EXPECTATIONS: readonly [string, (line: string) => Match | undefine
   ['messages-2.6.18.txt', classifyLogLine, { 'table_full/': 2, suppressed: 2770 }],
   ['syslog-rfc3339-6.1.txt', classifyLogLine, { 'table_full/': 2, 'expect_table_full/': 1, suppressed: 44 }],
   ['journal-short-6.1.txt', classifyLogLine, { 'table_full/': 2, suppressed: 7 }],
+  // busybox syslogd (OpenWrt, Alpine): `host kern.warn kernel:`; user.* writing as "kernel" does not count.
+  ['busybox-syslogd-5.15.txt', classifyLogLine, { 'table_full/': 3, 'table_full/4026532177': 1, 'syn_flood/': 1, suppressed: 213 }],
+  // `YYYY-MM-DD HH:MM:SS host kernel:` (syslog-ng, rsyslog date templates), also with fractions and offsets.
+  ['syslog-iso-space-5.4.txt', classifyLogLine, { 'table_full/': 3, suppressed: 65 }],
+  // RFC 5424 files (rsyslog RSYSLOG_SyslogProtocol23Format, syslog-ng): PRI of the kern facility, APP-NAME kernel.
+  ['rfc5424-6.1.txt', classifyLogLine, { 'table_full/': 4, 'table_full/4026532177': 1, suppressed: 61 }],
+  // journalctl -o short-iso / short-iso-precise.
+  ['journal-short-iso-6.18.txt', classifyLogLine, { 'table_full/4026532177': 2, 'table_full/': 2, suppressed: 2758 }],
   ['journal-6.1.json', classifyJournalLine, { 'table_full/4026532177': 1, 'table_full/4026532400': 1, 'table_full/': 1, 'syn_flood/': 1, suppressed: 250 }],
 ];
 
@@ -195,6 +203,26 @@ describe('parsers', () => {
     expect(parseLogLine('May 22 06:38:04 web1 sshd[12]: TCP: x')).toBeUndefined();
     expect(parseLogLine('kern  :warn  : [  1.000000] TCP: x')).toBe('TCP: x');
     expect(parseLogLine('[Thu May 11 12:38:28 2023] TCP: x')).toBe('TCP: x');
+    // busybox syslogd: facility.level before the program; only kern.* is the kernel.
+    expect(parseLogLine('Dec  2 10:00:00 host kern.warn kernel: TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('Dec  2 10:00:00 host kern.warn kernel: [  813.004211] TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('Dec  2 10:00:00 host user.notice kernel: TCP: x')).toBeUndefined();
+    expect(parseLogLine('Dec  2 10:00:00 host daemon.info dnsmasq[12]: TCP: x')).toBeUndefined();
+    // ISO-like dates with a space, and journalctl -o short-iso(-precise).
+    expect(parseLogLine('2026-12-02 10:00:00 host kernel: TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('2026-12-02 10:00:00,512 host kernel: TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('2026-12-02T10:00:00+0000 host kernel: TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('2026-12-02T10:00:00.123456+00:00 host kernel: TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('2026-12-02 10:00:00 host sshd[1]: TCP: x')).toBeUndefined();
+    // RFC 5424: structured data `-` or `[…]` (with escaped `]`), a BOM, a nil timestamp.
+    expect(parseLogLine('<4>1 2026-12-02T10:00:00.123+00:00 host kernel - - - TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('<4>1 2026-12-02T10:00:00.123+00:00 host kernel - - [a b="c\\]d"][e] TCP: x')).toBe('TCP: x');
+    expect(parseLogLine('<4>1 - host kernel - - - \xEF\xBB\xBFTCP: x')).toBe('TCP: x');
+    expect(parseLogLine('<4>1 - host kernel - - -')).toBe('');
+    expect(parseLogLine('<12>1 2026-12-02T10:00:00Z host kernel - - - TCP: x')).toBeUndefined();
+    expect(parseLogLine('<4>1 2026-12-02T10:00:00Z host sshd 12 - - TCP: x')).toBeUndefined();
+    // dmesg -r is not mistaken for RFC 5424.
+    expect(parseLogLine('<4>[  165.062257] TCP: x')).toBe('TCP: x');
   });
 
   it('journalCursor and journalArgs', () => {
