@@ -4,6 +4,7 @@
  */
 import type { CollectorDefinition } from './collector.js';
 import { conntrackCollector } from './conntrack.js';
+import { eventsCollector } from './events.js';
 import { kernelLogCollector } from './kernel-log.js';
 import { statCollector } from './stat.js';
 import { tableCollector } from './table.js';
@@ -12,4 +13,4 @@ import { netnsCollector } from './netns.js';
 import { portsCollector } from './ports.js';
 import { timeoutsCollector } from './timeouts.js';
 
-export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector, tableCollector, memoryCollector, portsCollector, timeoutsCollector, netnsCollector, kernelLogCollector];
+export const COLLECTORS: readonly CollectorDefinition[] = [conntrackCollector, statCollector, tableCollector, memoryCollector, portsCollector, timeoutsCollector, netnsCollector, kernelLogCollector, eventsCollector];

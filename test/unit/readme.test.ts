@@ -53,7 +53,15 @@ describe('README', () => {
   });
 
   it('the metric table lists every metric the collectors register, and only those', async () => {
-    const app = await buildTestApp({ args: ['--collector.netns', `--path.procfs=${join(REPO_ROOT, 'test/fixtures/proc/6.18')}`] });
+    const app = await buildTestApp({
+      args: [
+        '--collector.netns',
+        `--path.procfs=${join(REPO_ROOT, 'test/fixtures/proc/6.18')}`,
+        // Registers the events collector's families without following the real kernel.
+        '--collector.events',
+        `--conntrack.path=${join(REPO_ROOT, 'test/fixtures/table/fake-conntrack-events')}`,
+      ],
+    });
     try {
       const body = (await app.inject({ url: '/metrics' })).body;
       // Every registered family has a HELP line; the stat counters are made per kernel column and documented by name below.
