@@ -445,8 +445,9 @@ export class JsonProcess<T = Record<string, unknown>> {
   }
 
   static spawn<T = Record<string, unknown>>(ns: Netns, script: string, args: readonly (string | number)[]): JsonProcess<T> {
-    const file = script.endsWith('.py') ? 'python3' : process.execPath;
-    return new JsonProcess<T>(ns.spawn(file, [join(LIB, script), ...args.map(String)]));
+    // python3 -B: no __pycache__ written into the repository.
+    const [file, pre] = script.endsWith('.py') ? ['python3', ['-B']] : [process.execPath, []];
+    return new JsonProcess<T>(ns.spawn(file, [...pre, join(LIB, script), ...args.map(String)]));
   }
 
   last(): T | undefined {
