@@ -154,9 +154,10 @@ const [url, scans, limitMs] = process.argv.slice(1);
 })();
 `;
 
-/** Starts `file args` in `ns` (through `ip netns exec`, which execs it: the child's pid is the server's) and waits until it prints `ready`. */
+/** Starts `file args` in `ns` (through `ip netns exec`, which execs it: the child's pid is the server's; '' for this namespace) and waits until it prints `ready`. */
 export async function startInNs(ns, file, args, ready, opts = {}) {
-  const child = spawn('ip', ['netns', 'exec', ns, file, ...args], {
+  const argv = ns ? ['ip', ['netns', 'exec', ns, file, ...args]] : [file, args];
+  const child = spawn(...argv, {
     stdio: ['ignore', opts.stdout !== undefined ? openSync(opts.stdout, 'a') : 'pipe', 'pipe'],
   });
   let log = '';
