@@ -83,8 +83,11 @@ async function withNamespaces(n) {
     .join('\n');
   const holders = [];
   try {
-    const r = spawnSync('sh', ['-e', '-c', script], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`namespaces: ${r.stderr}`);
+    const lines = script.split('\n');
+    for (let i = 0; i < lines.length; i += 50) {
+      const r = spawnSync('sh', ['-e', '-c', lines.slice(i, i + 50).join('\n')], { encoding: 'utf8', timeout: 300_000 });
+      if (r.status !== 0) throw new Error(`creating namespaces: ${r.status ?? r.signal} ${r.error?.message ?? ''} ${r.stderr}`);
+    }
     for (const name of names) holders.push(spawn('ip', ['netns', 'exec', name, 'sleep', '600'], { stdio: 'ignore' }));
     await new Promise((r) => setTimeout(r, 1000));
     const inodes = new Set(names.map((name) => String(statSync(`/run/netns/${name}`).ino)));

@@ -14,7 +14,7 @@ import { parseOptions } from '../../src/config/options.js';
 import type { Match } from '../../src/kernel-log/classify.js';
 import type { LineSink, LineSource } from '../../src/kernel-log/source.js';
 import { JournalSource } from '../../src/kernel-log/sources/journal.js';
-import { KmsgSource, type RecordDevice, type RecordRead } from '../../src/kernel-log/sources/kmsg.js';
+import { KMSG_POLL_MS, KmsgSource, type RecordDevice, type RecordRead } from '../../src/kernel-log/sources/kmsg.js';
 import { FsRoot } from '../../src/procfs/fs.js';
 import { runCommand } from '../../src/util/command.js';
 import { buildTestApp, noTools, samples } from '../helpers/app.js';
@@ -316,7 +316,7 @@ describe('kernel_log collector in the app', () => {
       expect(s.get('conntrack_kernel_log_lines_total{source="kmsg"}')).toBe(0); // the backlog is skipped
       // Reading goes on after the failed start (a regular file yields what was appended as one record).
       appendFileSync(device, `4,2,2,-;${'nf_conntrack: nf_conntrack: table full, dropping packet'}\n`);
-      await until(() => false, 400);
+      await until(() => false, KMSG_POLL_MS + 400);
       const t = await scrape(app);
       expect(t.get('conntrack_kernel_log_lines_total{source="kmsg"}')).toBe(1);
       expect(t.get('conntrack_kernel_log_events_total{event="table_full",netns=""}')).toBe(1);
