@@ -122,6 +122,8 @@ describe('deploy/grafana/conntrack.json', () => {
       'conntrack_netns_stat_clash_resolve_total',
       'conntrack_netns_sockets_time_wait',
       'conntrack_stat_clash_resolve_total',
+      // The correct rate of new entries (opt-in events collector; the e2e enables it).
+      'conntrack_events_total',
     ]) {
       expect(exprs, metric).toContain(metric);
     }

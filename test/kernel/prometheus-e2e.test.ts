@@ -141,11 +141,13 @@ describeKernel(
       const timeouts = ['udp_timeout', 'tcp_timeout_time_wait', 'tcp_timeout_close', 'tcp_timeout_close_wait', 'tcp_timeout_fin_wait', 'tcp_timeout_last_ack'];
       await ns.exec('sh', ['-c', timeouts.map((t) => `echo 900 > /proc/sys/net/netfilter/nf_conntrack_${t}`).join(' && ')]);
 
-      // Opt into what this build has: the table scan on a short schedule, the per-namespace collector.
+      // Opt into what this build has: the table scan on a short schedule, the per-namespace and events collectors.
       help = await sh(process.execPath, [join(REPO_ROOT, 'dist', 'main.js'), '--help']);
       const args: string[] = [];
       if (help.includes('--collector.table.interval')) args.push('--collector.table.interval=2s');
       if (help.includes('--[no-]collector.netns')) args.push('--collector.netns');
+      // The events collector is opt-in (its cost grows with new connections): its dashboard panel needs it.
+      if (help.includes('--[no-]collector.events')) args.push('--collector.events');
       exporter = await startExporterInNetns(ns, args, EXPORTER_PORT);
 
       // Real flows: established TCP, TIME_WAIT, unreplied UDP; and many source ports toward one
