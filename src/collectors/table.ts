@@ -16,7 +16,11 @@ import { SourceAbsentError } from '../table/sources.js';
 import { MAX_TOP_PORTS } from '../table/tally.js';
 import { parsePortRange, portRangeSize, type PortRange } from '../procfs/port-range.js';
 import { parsePortRangeFlag, sourceRange } from '../table/source-range.js';
+import { NamespaceRanges } from '../table/namespace-ranges.js';
 import { NoDataError, type CollectorContext, type CollectorDefinition } from './collector.js';
+
+/** How long a namespace's addresses and port range are kept before they are read again. */
+const NAMESPACE_REFRESH_MS = 60_000;
 
 /** How long start() waits for the first scan (a small table takes milliseconds). */
 const FIRST_SCAN_WAIT_MS = 1000;
@@ -44,8 +48,12 @@ class TableCollector {
   private readonly tool: string;
   private readonly memory = { toolMissing: false };
 
-  /** A completed scan not yet published, with the local port range size read after it. */
-  private pending: { result: ScanResult; completedAt: number; localRange: number | undefined } | undefined;
+  /** A completed scan not yet published, with the port range sizes read after it. */
+  private pending:
+    | { result: ScanResult; completedAt: number; localRange: number | undefined; namespaceSize: ((address: string) => number | undefined) | undefined }
+    | undefined;
+  private readonly namespaceRanges: NamespaceRanges | undefined;
+  private warnedNamespaces = false;
   /** Malformed lines of scans completed since the last publish (a scan may replace an unpublished one). */
   private unpublishedErrors = 0;
   private published = false;
@@ -73,6 +81,15 @@ class TableCollector {
     this.topDestinations = flags.number('collector.table.top-destinations');
     this.topPorts = flags.number('collector.table.top-ports');
     this.snatSize = portRangeSize(parsePortRangeFlag(flags.string('collector.table.snat-port-range')) as PortRange);
+    this.namespaceRanges =
+      this.topDestinations > 0 && flags.bool('collector.table.namespace-ranges')
+        ? new NamespaceRanges({
+            procfs: ctx.procfs,
+            run: ctx.run,
+            nsenter: flags.string('collector.table.nsenter.path'),
+            refreshMs: NAMESPACE_REFRESH_MS,
+          })
+        : undefined;
     this.mode = flags.string('collector.table.source') as SourceMode;
     this.tool = flags.string('conntrack.path');
     const registers = [registry];
@@ -102,7 +119,7 @@ class TableCollector {
     });
     this.rangeSize = new SnapshotGauge({
       name: 'conntrack_table_destination_source_port_range_size',
-      help: `Size of the port range the source counted in conntrack_table_destination_source_ports draws from: --collector.table.snat-port-range if any of its entries is source-NATed, else /proc/sys/net/ipv4/ip_local_port_range of the exporter's network namespace (pod namespaces are not looked up: a pod's narrowed range is not known) (${SOURCE_HELP}).`,
+      help: `Size of the port range the source counted in conntrack_table_destination_source_ports draws from: --collector.table.snat-port-range if any of its entries is source-NATed; else, with --collector.table.namespace-ranges, /proc/sys/net/ipv4/ip_local_port_range of the other network namespace on this host that holds the source address (a pod, read in it with nsenter); else that of the exporter's namespace (${SOURCE_HELP}).`,
       labelNames: ['protocol', 'destination', 'port'],
       registers,
     });
@@ -175,7 +192,7 @@ class TableCollector {
     const pending = this.pending;
     if (pending) {
       this.pending = undefined;
-      this.publish(pending.result, pending.completedAt, pending.localRange);
+      this.publish(pending.result, pending.completedAt, pending.localRange, pending.namespaceSize);
     }
     if (!this.published) throw new NoDataError('the first scan of the connection table has not completed yet');
   }
@@ -204,8 +221,9 @@ class TableCollector {
         memory: this.memory,
       });
       const localRange = await this.localRangeSize();
+      const namespaceSize = await this.namespaceSizes(result);
       this.lastError = undefined;
-      this.pending = { result, completedAt: Date.now() / 1000, localRange };
+      this.pending = { result, completedAt: Date.now() / 1000, localRange, namespaceSize };
       this.unpublishedErrors += result.errors;
       this.logScan(result);
     } catch (err) {
@@ -235,6 +253,28 @@ class TableCollector {
     }
   }
 
+  /** With --collector.table.namespace-ranges: the range of the namespace holding each non-NATed busiest source. */
+  private async namespaceSizes(result: ScanResult): Promise<((address: string) => number | undefined) | undefined> {
+    if (!this.namespaceRanges) return undefined;
+    const wanted = result.summary.destinations.flatMap((d) =>
+      d.sourcePorts !== undefined && !d.busiestSourceTranslated && d.busiestSource !== undefined ? [d.busiestSource] : [],
+    );
+    try {
+      const lookup = await this.namespaceRanges.lookup([...new Set(wanted)]);
+      if (lookup.problem) {
+        const level = this.warnedNamespaces ? 'debug' : 'warn';
+        this.warnedNamespaces = true;
+        this.ctx.logger[level](`cannot read pod namespaces' port ranges, using the local range: ${lookup.problem}`);
+      }
+      return lookup.sizeOf;
+    } catch (err) {
+      const level = this.warnedNamespaces ? 'debug' : 'warn';
+      this.warnedNamespaces = true;
+      this.ctx.logger[level](`cannot look up pod namespaces, using the local port range: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
   private logScan(result: ScanResult): void {
     const { logger } = this.ctx;
     if (result.source !== this.lastSource) {
@@ -260,7 +300,12 @@ class TableCollector {
     );
   }
 
-  private publish(result: ScanResult, completedAt: number, localRange: number | undefined): void {
+  private publish(
+    result: ScanResult,
+    completedAt: number,
+    localRange: number | undefined,
+    namespaceSize: ((address: string) => number | undefined) | undefined,
+  ): void {
     const { summary } = result;
     this.entries.replace(
       summary.entries.map((e) => ({ labels: { family: e.family, protocol: e.protocol, state: e.state }, value: e.count })),
@@ -281,7 +326,7 @@ class TableCollector {
           : [{ labels: { protocol: d.protocol, destination: d.destination, port: d.port }, value: d.sourcePorts }],
       ),
     );
-    const rangeContext = { snatSize: this.snatSize, localSize: localRange };
+    const rangeContext = { snatSize: this.snatSize, localSize: localRange, namespaceSize };
     this.rangeSize.replace(
       summary.destinations.flatMap((d) => {
         const range = sourceRange(d, rangeContext);
@@ -360,6 +405,18 @@ export const tableCollector: CollectorDefinition = {
         return typeof r === 'string' ? r : undefined;
       },
       help: 'Source port range of the SNAT/masquerade rules, low-high: the range size conntrack_table_destination_source_port_range_size gives source-NATed sources (the kernel uses 1024-65535 unless the rule names ports).',
+    },
+    {
+      name: 'collector.table.namespace-ranges',
+      type: 'bool',
+      default: 'false',
+      help: "Give a top destination's busiest source that is not source-NATed and belongs to another network namespace on this host (a pod) that namespace's ip_local_port_range in conntrack_table_destination_source_port_range_size: finds namespaces through /proc/<pid>/ns/net and their addresses in /proc/<pid>/net/{fib_trie,if_inet6} (hostPID, root) and reads the range with nsenter (CAP_SYS_ADMIN), at most once a minute per namespace.",
+    },
+    {
+      name: 'collector.table.nsenter.path',
+      type: 'string',
+      default: 'nsenter',
+      help: 'The nsenter binary (util-linux) used by --collector.table.namespace-ranges.',
     },
     {
       name: 'collector.table.source',

@@ -43,6 +43,46 @@ const connect = () => new Promise((resolve, reject) => {
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
+/** Listens on host:port and holds every connection. */
+const SERVE = `
+const net = require('node:net');
+const held = [];
+const server = net.createServer((c) => { held.push(c); c.resume(); });
+server.listen(Number(process.argv[2]), process.argv[1], () => console.log('listening'));
+`;
+
+/** Connects until connect() fails (the port range is full), prints the ports held and the error, and holds on. */
+const FILL_UNTIL_FULL = `
+const net = require('node:net');
+const [host, port] = [process.argv[1], Number(process.argv[2])];
+const connect = () => new Promise((resolve, reject) => {
+  const c = net.connect({ host, port });
+  c.once('connect', () => resolve(c));
+  c.once('error', reject);
+});
+(async () => {
+  const held = [];
+  let error;
+  while (held.length < 1000) {
+    try { held.push(await connect()); } catch (e) { error = e.code; break; }
+  }
+  console.log(JSON.stringify({ ports: held.map((c) => c.localPort), error }));
+  setInterval(() => {}, 1 << 30);
+})();
+`;
+
+/** The first line a child prints. */
+function firstLine(child: { stdout?: NodeJS.ReadableStream | null; on(e: 'exit', f: (code: number | null) => void): unknown }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0] as string);
+    });
+    child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+  });
+}
+
 /** UDP datagrams from each client address and source port to dst:53. */
 const SEND_UDP = `
 const dgram = require('node:dgram');
@@ -188,5 +228,49 @@ describeKernel('source ports per destination on the real kernel', () => {
     const counted = m.get(`conntrack_table_destination_source_ports${labels}`) as number;
     expect(counted).toBeLessThanOrEqual(6);
     expect(counted).toBeGreaterThanOrEqual(holding.length);
+    await exporter.stop();
+    exporter = undefined;
+  });
+
+  it("gives a pod behind a veth its own namespace's range: the ratio is 1 when the pod's 10 ports are taken", async () => {
+    // The pod: its own namespace, a veth to this one, and a 10-port range (this namespace has 20).
+    const pod = await Netns.create('table-pod');
+    const server = { host: '10.213.47.1', port: 7300 };
+    try {
+      await ns.exec('ip', ['link', 'add', 'ctp0', 'type', 'veth', 'peer', 'name', 'ctp1', 'netns', pod.name]);
+      await ns.exec('ip', ['addr', 'add', `${server.host}/30`, 'dev', 'ctp0']);
+      await ns.exec('ip', ['link', 'set', 'ctp0', 'up']);
+      await pod.exec('ip', ['addr', 'add', '10.213.47.2/30', 'dev', 'ctp1']);
+      await pod.exec('ip', ['link', 'set', 'ctp1', 'up']);
+      await pod.exec('sh', ['-c', 'echo "42000 42009" > /proc/sys/net/ipv4/ip_local_port_range']);
+      expect(await firstLine(ns.spawn(process.execPath, ['-e', SERVE, server.host, String(server.port)]))).toBe('listening');
+      const filled = JSON.parse(await firstLine(pod.spawn(process.execPath, ['-e', FILL_UNTIL_FULL, server.host, String(server.port)]))) as {
+        ports: number[];
+        error: string;
+      };
+      expect(filled.error).toBe('EADDRNOTAVAIL');
+      expect(filled.ports).toHaveLength(10);
+
+      // The oracle: this namespace's table holds the pod's 10 connections, replying to the pod's own address.
+      const oracle = byReplyDestination(await ns.exec('conntrack', ['-L', '-p', 'tcp', '-o', 'extended']), 'tcp');
+      expect(oracle.get(`${server.host}:${server.port}`)).toEqual(new Map([['10.213.47.2', 10]]));
+      const podRange = (await pod.exec('cat', ['/proc/sys/net/ipv4/ip_local_port_range'])).trim().split(/\s+/).map(Number);
+      expect(podRange[1]! - podRange[0]! + 1).toBe(10);
+
+      const labels = `{protocol="tcp",destination="${server.host}",port="${server.port}"}`;
+      exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s', '--collector.table.namespace-ranges'], PORT);
+      let m = await exporter.scrape();
+      expect(m.get(`conntrack_table_destination_source_ports${labels}`)).toBe(10);
+      expect(m.get(`conntrack_table_destination_source_port_range_size${labels}`), exporter.logs()).toBe(10);
+      await exporter.stop();
+      // Without the lookup, the exporter namespace's 20 ports: the pod looks half full.
+      exporter = await startExporterInNetns(ns, ['--collector.table.interval=1s'], PORT);
+      m = await exporter.scrape();
+      expect(m.get(`conntrack_table_destination_source_port_range_size${labels}`)).toBe(20);
+      await exporter.stop();
+      exporter = undefined;
+    } finally {
+      await pod.destroy();
+    }
   });
 });
