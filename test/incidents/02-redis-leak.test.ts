@@ -40,6 +40,7 @@ import {
   sysctl,
   veth,
   withConntrackBuckets,
+  LOCK_WAIT_MS,
   TEST_TIMEOUT_MS,
 } from './harness.js';
 
@@ -70,7 +71,7 @@ describeKernel(
       const server = JsonProcess.spawn(redis, 'redis.mjs', ['server', REDIS, 6379]);
       await server.waitFor('redis listening', (l) => 'ready' in l);
       watch = await StatWatch.start(app);
-    }, 120_000);
+    }, LOCK_WAIT_MS);
 
     afterAll(async () => {
       watch?.stop();

@@ -22,7 +22,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Netns, acquireKernelLock, describeKernel, releaseKernelLock } from '../helpers/kernel.js';
-import { JOB, JsonProcess, Lab, ROUTING_MS, SCRAPE_MS, StatWatch, pageText, recordTiming, sleep, veth, TEST_TIMEOUT_MS } from './harness.js';
+import { JOB, JsonProcess, Lab, ROUTING_MS, SCRAPE_MS, StatWatch, pageText, recordTiming, sleep, veth, LOCK_WAIT_MS, TEST_TIMEOUT_MS } from './harness.js';
 
 const SERVICE = '10.96.0.10';
 const BACKENDS = ['10.244.0.2', '10.244.0.3'];
@@ -64,7 +64,7 @@ describeKernel(
       }
       watch = await StatWatch.start(pod);
       lab = await Lab.start('race', [{ ns: node, node: 'node-1', args: ['--collector.netns'] }]);
-    }, 120_000);
+    }, LOCK_WAIT_MS);
 
     afterAll(async () => {
       watch?.stop();

@@ -41,6 +41,7 @@ import {
   sleep,
   veth,
   type Alert,
+  LOCK_WAIT_MS,
   TEST_TIMEOUT_MS,
 } from './harness.js';
 
@@ -108,7 +109,7 @@ describeKernel(
       log = join(dir, 'messages');
       writeFileSync(log, '');
       lab = await Lab.start('dns', [{ ns: dns, node: 'dns1', args: ['--kernel-log.source=file', `--kernel-log.path=${log}`] }]);
-    }, 120_000);
+    }, LOCK_WAIT_MS);
 
     afterAll(async () => {
       watch?.stop();

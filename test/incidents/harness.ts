@@ -48,6 +48,8 @@ export const JOB = 'conntrack-exporter';
 export const RULES = join(REPO_ROOT, 'deploy', 'prometheus', 'conntrack-rules.yaml');
 export const RUNBOOK = join(REPO_ROOT, 'docs', 'runbook.md');
 export const LIB = join(REPO_ROOT, 'test', 'incidents', 'lib');
+/** beforeAll's timeout: the kernel lock (other kernel tests, benchmarks) may be held up to 15 minutes, then setup. */
+export const LOCK_WAIT_MS = 17 * 60_000;
 /** A scenario's vitest timeout: real time takes 7.5 times as long. */
 export const TEST_TIMEOUT_MS = REAL_TIME ? 3_600_000 : 600_000;
 /** The time a paging alert may take after its rule is true: group_wait plus one evaluation interval. */
