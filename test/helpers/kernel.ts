@@ -14,7 +14,7 @@
  *   limit and restores it in a finally block, even after a crashed holder.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readlinkSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -190,6 +190,21 @@ export class Netns {
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;
+  }
+
+  /** A `sleep` inside the namespace, returned once its pid has entered it (so /proc/<pid>/ns/net names it). */
+  async processIn(): Promise<ChildProcess> {
+    const child = this.spawn('sleep', ['300']);
+    const want = `net:[${this.inode()}]`;
+    for (let i = 0; i < 100; i++) {
+      try {
+        if (readlinkSync(`/proc/${child.pid}/ns/net`) === want) return child;
+      } catch {
+        // Not there yet.
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`pid ${child.pid} did not enter ${this.name}`);
   }
 
   /** `count` TCP connections to 127.0.0.1:`port` held open until destroy(); resolves once they are up. */

@@ -5,8 +5,6 @@
  * against the global limit). `conntrack -S` inside each namespace is the
  * oracle; the exporter runs in-process on the host's /proc, as with hostPID.
  */
-import { readlinkSync } from 'node:fs';
-import type { ChildProcess } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { netnsCollector } from '../../src/collectors/netns.js';
@@ -25,21 +23,6 @@ async function toolStatSums(ns: Netns): Promise<Map<string, number>> {
     sums.set(name, (sums.get(name) ?? 0) + Number(m[2]));
   }
   return sums;
-}
-
-/** Starts `sleep` in the namespace and waits until its pid has entered it. */
-async function processIn(ns: Netns): Promise<ChildProcess> {
-  const child = ns.spawn('sleep', ['300']);
-  const want = `net:[${ns.inode()}]`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if (readlinkSync(`/proc/${child.pid}/ns/net`) === want) return child;
-    } catch {
-      // Not there yet.
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`pid ${child.pid} did not enter ${ns.name}`);
 }
 
 /** `count` assured TCP entries (no early drop can evict them, so a full table drops). */
@@ -68,7 +51,7 @@ describeKernel('per-namespace conntrack statistics on the real kernel', () => {
     quiet = await Netns.create('netns-quiet');
     for (const ns of [full, quiet]) {
       await ns.enableConntrack();
-      await processIn(ns);
+      await ns.processIn();
     }
     await insertAssured(full, 30, 20000);
     await insertAssured(quiet, 5, 30000);
@@ -134,7 +117,7 @@ describeKernel('per-namespace conntrack statistics on the real kernel', () => {
     const udp = await Netns.create('netns-udp');
     try {
       await udp.enableConntrack();
-      await processIn(udp);
+      await udp.processIn();
       // 30 one-way UDP flows: unassured, so the kernel may evict one instead of dropping.
       await udp.exec(process.execPath, [TRAFFIC, 'udp', '30', '9100']);
       app ??= await build();

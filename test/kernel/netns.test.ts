@@ -5,7 +5,7 @@
  * exporter runs in-process on the host's /proc, as it does with hostPID.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { netnsCollector } from '../../src/collectors/netns.js';
@@ -19,21 +19,6 @@ async function insertEntries(ns: Netns, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     await ns.exec('conntrack', ['-I', '-p', 'udp', '-s', '10.9.0.1', '-d', '10.9.0.2', '--sport', String(20000 + i), '--dport', '53', '-t', '600']);
   }
-}
-
-/** Starts `sleep` in the namespace and waits until its pid has entered it (ip netns exec joins, then execs). */
-async function processIn(ns: Netns): Promise<ChildProcess> {
-  const child = ns.spawn('sleep', ['300']);
-  const want = `net:[${ns.inode()}]`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if (readlinkSync(`/proc/${child.pid}/ns/net`) === want) return child;
-    } catch {
-      // Not there yet.
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`pid ${child.pid} did not enter ${ns.name}`);
 }
 
 async function scrape(app: FastifyInstance): Promise<Map<string, number>> {
@@ -53,7 +38,7 @@ describeKernel('netns collector on the real kernel', () => {
       const ns = await Netns.create(`nns${label}`);
       namespaces.set(label, ns);
       await insertEntries(ns, n);
-      pids.set(label, (await processIn(ns)).pid as number);
+      pids.set(label, (await ns.processIn()).pid as number);
     }
     // A namespace held only by its bind mount: no process, so not findable through /proc.
     unwatched = await Netns.create('nnsnoproc');
