@@ -315,6 +315,10 @@ export function parseLine(buf: Uint8Array, start: number, end: number, out: Pars
   let replyDstFound = false;
   for (;;) {
     p = skipSpaces(buf, p, end);
+    // A line that ends here (cut short) is done. Without this check the byte at `end`, which is not
+    // the line's (a stale byte of the scanner's carry buffer, say), could be read as a token start
+    // that tokenEnd() cannot move past: an endless loop (issue 15).
+    if (p >= end) break;
     const c = buf[p];
     if (c === 0x5b) {
       flags |= parseFlag(buf, p, end);
