@@ -62,6 +62,9 @@ export function canonicalStatName(raw: string): string {
 
 const HEX = /^[0-9a-fA-F]{1,8}$/;
 
+/** Longest statistic name accepted (the kernel's are under 20 characters). */
+const MAX_NAME = 64;
+
 /**
  * Parses `/proc/net/stat/nf_conntrack`: a header of column names, then one
  * row of `%08x` values per possible CPU. Pure; throws ParseError naming the line.
@@ -71,7 +74,8 @@ export function parseConntrackStatFile(text: string, source = 'net/stat/nf_connt
   const header = lines[0];
   if (header === undefined) throw new ParseError(`${source}: empty file`);
   const columns = header.trim().split(/\s+/);
-  if (!columns.every((c) => /^[a-z_][a-z0-9_]*$/i.test(c))) {
+  // Kernel column names are short words; a longer one is garbage (and would cost its length per CPU row).
+  if (!columns.every((c) => c.length <= MAX_NAME && /^[a-z_][a-z0-9_]*$/i.test(c))) {
     throw new ParseError(`${source}: line 1 is not a header of column names: ${JSON.stringify(header.slice(0, 80))}`);
   }
   if (new Set(columns).size !== columns.length) {
@@ -122,6 +126,7 @@ export function parseConntrackToolStats(text: string, source = 'conntrack -S'): 
     const m = /^cpu=(\d+)$/.exec(first);
     if (!m) throw new ParseError(`${source}: line ${i + 1} does not start with cpu=N: ${JSON.stringify(line.slice(0, 80))}`);
     const cpu = Number(m[1]);
+    if (!Number.isSafeInteger(cpu)) throw new ParseError(`${source}: line ${i + 1}: cpu number out of range`);
     const values = byCpu.get(cpu) ?? new Map<string, number>();
     byCpu.set(cpu, values);
     for (const tok of tokens.slice(1)) {
@@ -129,6 +134,8 @@ export function parseConntrackToolStats(text: string, source = 'conntrack -S'): 
       if (!kv) throw new ParseError(`${source}: line ${i + 1}: malformed field ${JSON.stringify(tok.slice(0, 40))}`);
       const raw = kv[1] as string;
       const v = Number(kv[2]);
+      // A digit run too long for a double would be Infinity (found by scripts/fuzz.mjs).
+      if (!Number.isSafeInteger(v) || raw.length > MAX_NAME) throw new ParseError(`${source}: line ${i + 1}: field ${raw.slice(0, 40)} out of range`);
       if (/^unknown\d+$/.test(raw)) continue;
       if (raw === 'entries') {
         entries ??= v;

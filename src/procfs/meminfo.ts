@@ -13,7 +13,10 @@ export function parseMeminfo(text: string, source = 'meminfo'): Map<string, numb
     if (line === '') continue;
     const m = /^([A-Za-z0-9_()]+):\s+(\d+)(?:\s+(kB))?$/.exec(line);
     if (!m) throw new ParseError(`${source}: line ${i + 1} is malformed: ${JSON.stringify(line.slice(0, 60))}`);
-    out.set(m[1] as string, Number(m[2]) * (m[3] === 'kB' ? 1024 : 1));
+    const value = Number(m[2]) * (m[3] === 'kB' ? 1024 : 1);
+    // A digit run too long for a double (Infinity) is as malformed as a letter (found by scripts/fuzz.mjs).
+    if (!Number.isSafeInteger(value)) throw new ParseError(`${source}: line ${i + 1}: ${m[1]} value out of range`);
+    out.set(m[1] as string, value);
   }
   return out;
 }

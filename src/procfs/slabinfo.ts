@@ -55,7 +55,8 @@ export function parseSlabinfo(text: string, source = 'slabinfo', only?: (name: s
       throw new ParseError(`${source}: line ${i + 1} is not a cache line: ${JSON.stringify(line.slice(0, 80))}`);
     }
     const [activeSlabs, numSlabs] = slabdata.slice(1, 3).map(Number) as [number, number];
-    if (!Number.isFinite(activeSlabs) || !Number.isFinite(numSlabs)) {
+    // Counts are non-negative integers; "-1", "1e5", "0x10" are not slab counts (found by scripts/fuzz.mjs).
+    if (!slabdata.slice(1, 3).every((n) => NUMBER.test(n)) || !Number.isFinite(activeSlabs) || !Number.isFinite(numSlabs)) {
       throw new ParseError(`${source}: line ${i + 1}: bad slabdata ${JSON.stringify(slabdata.join(' '))}`);
     }
     const [activeObjs, numObjs, objsize, objPerSlab, pagesPerSlab] = nums.map(Number) as [number, number, number, number, number];
