@@ -9,11 +9,10 @@
  * only removes its own metrics, with the reason logged once; the collector
  * fails only when none of them can be read.
  */
-import { readFileSync } from 'node:fs';
 import { arch, endianness } from 'node:os';
 import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
 import { parseAuxvPageSize } from '../procfs/auxv.js';
-import { isNotFound, parseIntFile } from '../procfs/fs.js';
+import { isNotFound, parseIntFile, readSmallFileSync } from '../procfs/fs.js';
 import { parseMeminfo } from '../procfs/meminfo.js';
 import { conntrackSlab, isConntrackEntryCache, parseSlabinfo, type ConntrackSlab } from '../procfs/slabinfo.js';
 import { readTableSize } from './conntrack.js';
@@ -44,7 +43,7 @@ export function slabBytes(slab: ConntrackSlab, pageSize: number): number {
 /** Reads a root-only file: its text, or why it is not there (absent, denied). */
 async function readPrivileged(path: string): Promise<{ text: string } | { reason: string }> {
   try {
-    return { text: readFileSync(path, 'utf8') }; // small: read inline, see readTextOrAbsent
+    return { text: readSmallFileSync(path).toString('utf8') }; // small: read inline, see readTextOrAbsent
   } catch (err) {
     if (isNotFound(err)) return { reason: `${path} does not exist` };
     const code = (err as NodeJS.ErrnoException).code;
@@ -106,7 +105,7 @@ export const memoryCollector: CollectorDefinition = {
       if (pageSize !== undefined) return pageSize;
       const path = ctx.procfs.path('self', 'auxv');
       try {
-        const data = readFileSync(path);
+        const data = readSmallFileSync(path);
         pageSize = parseAuxvPageSize(data, WORD_BITS === 64 ? 8 : 4, endianness() === 'LE', path);
         return pageSize;
       } catch (err) {

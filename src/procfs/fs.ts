@@ -5,7 +5,7 @@
  * kernel built without the option, pid gone): that is "absent", not an error.
  * Every other failure (permission denied, I/O error) is thrown with the path.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 
 export class KernelFileError extends Error {
@@ -65,10 +65,41 @@ export function isNotFound(err: unknown): boolean {
  */
 export async function readTextOrAbsent(path: string): Promise<string | undefined> {
   try {
-    return readFileSync(path, 'utf8');
+    return readSmallFileSync(path).toString('utf8');
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw new KernelFileError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Largest kernel file read whole (a stat table of 4,096 CPUs is ~2 MiB); a larger one is an error. */
+export const MAX_SMALL_FILE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * readFileSync for small kernel files, safe against what a hostile or broken
+ * root can put at the path: opened with O_NONBLOCK so a FIFO does not block
+ * the event loop in open() (issue 15: a FIFO at net/stat/nf_conntrack hung
+ * /healthz and SIGTERM), refused unless it is a regular file (procfs and
+ * sysfs files are), and read up to MAX_SMALL_FILE_BYTES only, so a huge file
+ * cannot grow the heap. Throws like readFileSync (ENOENT …) or with EFBIG/EINVAL codes.
+ */
+export function readSmallFileSync(path: string, maxBytes = MAX_SMALL_FILE_BYTES): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EINVAL' });
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(64 * 1024, maxBytes + 1 - total));
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(n === buf.length ? buf : buf.subarray(0, n));
+      total += n;
+      if (total > maxBytes) throw Object.assign(new Error(`${path} is larger than ${maxBytes} bytes`), { code: 'EFBIG' });
+    }
+    return Buffer.concat(chunks, total);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -11,7 +11,7 @@
  *   arrives.
  */
 import { spawn } from 'node:child_process';
-import { readSync } from 'node:fs';
+import { constants, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { CommandError } from '../util/command.js';
@@ -133,13 +133,15 @@ export async function readFileInProcess(path: string, sink: ChunkSink, opts: Rea
   const { signal } = opts;
   let handle;
   try {
-    handle = await open(path, 'r');
+    // O_NONBLOCK: a FIFO at the path must not block open() (or the reads after it) forever.
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SourceAbsentError(`${path} does not exist`);
     throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   const buf = Buffer.allocUnsafe(CHUNK_BYTES);
   try {
+    if (!(await handle.stat()).isFile()) throw new Error(`cannot read ${path}: not a regular file`);
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       const sliceEnd = performance.now() + SLICE_MS;
