@@ -26,7 +26,8 @@ export interface SlabCache {
   readonly numSlabs: number;
 }
 
-const NUMBER = /^\d+$/;
+/** A count: digits, few enough for an exact number (a 1 MB digit run was Infinity: scripts/fuzz.mjs). */
+const NUMBER = /^\d{1,15}$/;
 
 /**
  * Parses the cache lines of `/proc/slabinfo`, every one or only those whose

@@ -58,7 +58,7 @@ export interface ScanResult {
 
 /** [major, minor] of a kernel release string such as `6.18.44-fc-v769`; undefined if unparsable. Pure. */
 export function parseKernelRelease(text: string): [number, number] | undefined {
-  const m = /^(\d+)\.(\d+)/.exec(text.trim());
+  const m = /^(\d{1,6})\.(\d{1,6})(?!\d)/.exec(text.trim());
   return m ? [Number(m[1]), Number(m[2])] : undefined;
 }
 
