@@ -377,14 +377,22 @@ export async function loadWebConfig(file: string): Promise<WebConfig> {
 /**
  * Checks HTTP basic credentials against bcrypt hashes. bcrypt is slow by
  * design, so verified credentials are remembered (by a digest, never in clear)
- * for a bounded number of distinct users.
+ * for a bounded number of distinct users. bcryptjs runs on the main thread, so
+ * credentials that are not remembered are checked one at a time and at most
+ * `maxPending` wait: a flood of wrong passwords is refused without hashing
+ * instead of starving the event loop (and the scrapes of a remembered user).
  */
 export class BasicAuthChecker {
   private readonly verified = new Map<string, Buffer>();
+  /** Checks running or waiting for the one bcrypt slot. */
+  private pending = 0;
+  private slot: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly users: ReadonlyMap<string, string>,
     private readonly cacheSize = 64,
+    private readonly maxPending = 4,
+    private readonly compare: (password: string, hash: string) => Promise<boolean> = bcrypt.compare,
   ) {}
 
   get enabled(): boolean {
@@ -404,17 +412,30 @@ export class BasicAuthChecker {
     const hash = this.users.get(user);
     if (hash === undefined) {
       // Spend comparable time on unknown users so they cannot be told apart by timing.
-      await bcrypt.compare(password, '$2a$10$7EqJtq98hPqEX7fNZaFWoOhi5BWX4Z5j7ZXXwvsVJ2LwHfWPHrbAe');
+      await this.serialized(() => this.compare(password, '$2a$10$7EqJtq98hPqEX7fNZaFWoOhi5BWX4Z5j7ZXXwvsVJ2LwHfWPHrbAe'));
       return false;
     }
     const digest = createHash('sha256').update(hash).update('\0').update(password).digest();
     const known = this.verified.get(user);
     if (known && timingSafeEqual(known, digest)) return true;
-    const ok = await bcrypt.compare(password, hash);
+    const ok = await this.serialized(() => this.compare(password, hash));
     if (ok) {
       if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value as string);
       this.verified.set(user, digest);
     }
     return ok;
+  }
+
+  /** Runs `fn` in the one bcrypt slot, or answers false at once when `maxPending` checks already hold or wait for it. */
+  private async serialized(fn: () => Promise<boolean>): Promise<boolean> {
+    if (this.pending >= this.maxPending) return false;
+    this.pending++;
+    const run = this.slot.then(fn, fn);
+    this.slot = run.catch(() => undefined);
+    try {
+      return await run;
+    } finally {
+      this.pending--;
+    }
   }
 }

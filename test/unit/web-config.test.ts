@@ -95,6 +95,34 @@ describe('BasicAuthChecker', () => {
     expect(await new BasicAuthChecker(new Map([['u', hash]])).check(h)).toBe(false);
   });
 
+  it('checks unremembered credentials one at a time and refuses a flood beyond maxPending without hashing', async () => {
+    let running = 0;
+    let most = 0;
+    let calls = 0;
+    const slowCompare = async (password: string, h: string): Promise<boolean> => {
+      calls++;
+      running++;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 5));
+      running--;
+      return bcrypt.compare(password, h);
+    };
+    const auth = new BasicAuthChecker(new Map([['u', hash]]), 64, 4, slowCompare);
+    expect(await auth.check(header('u', 'pw'))).toBe(true);
+    calls = 0;
+    const flood = Array.from({ length: 50 }, (_, i) => auth.check(header(i % 2 ? 'u' : 'nobody', `wrong${i}`)));
+    // The remembered user still gets in during the flood, without a bcrypt call.
+    expect(await auth.check(header('u', 'pw'))).toBe(true);
+    expect(await Promise.all(flood)).toEqual(Array(50).fill(false));
+    expect(calls).toBe(4);
+    expect(most).toBe(1);
+    // Once the flood is over, a new credential is checked again (a failing compare frees its slot too).
+    const failing = new BasicAuthChecker(new Map([['u', hash]]), 64, 4, () => Promise.reject(new Error('boom')));
+    await expect(failing.check(header('u', 'x'))).rejects.toThrow('boom');
+    expect(await auth.check(header('u', 'pW'))).toBe(false);
+    expect(calls).toBe(5);
+  });
+
   it('rejects a wrong password even after a right one was cached', async () => {
     const auth = new BasicAuthChecker(new Map([['u', hash]]));
     expect(await auth.check(header('u', 'pw'))).toBe(true);
