@@ -5,7 +5,7 @@
  * runs) call a Redis-like server on 10.63.0.1:6379 (namespace `redis`,
  * untracked) without a shared pool: every command opens a connection and the
  * client closes it, so every command leaves a conntrack entry in TIME_WAIT
- * for nf_conntrack_tcp_timeout_time_wait. At the normal rate that holds ~60%
+ * for nf_conntrack_tcp_timeout_time_wait. At the normal rate that holds about half
  * of the table (no page); a 4× spike fills it. On kernels ≥ 4.7 the kernel
  * early-drops TIME_WAIT entries to make room (early_drop rises, drop may not):
  * the page must still come, naming 10.63.0.1:6379 and the TIME_WAIT share.
@@ -48,8 +48,12 @@ const LIMIT = 400;
 const REDIS = '10.63.0.1';
 const TIME_WAIT_S = Math.round(scaled(120_000) / 1000);
 const UDP_S = Math.round(scaled(30_000) / 1000);
-/** Commands a second that keep 60% of the table busy (a TIME_WAIT and a DNS entry each). */
-const RATE = Math.round((0.6 * LIMIT) / (TIME_WAIT_S + UDP_S));
+/**
+ * Commands a second that keep half the table busy (a TIME_WAIT and a DNS entry each). The count
+ * also holds expired entries until the kernel's GC worker reaps them, which under load put a
+ * planned 60% at 82% once: hence 50%, and a healthy band up to 75%.
+ */
+const RATE = Math.round((0.5 * LIMIT) / (TIME_WAIT_S + UDP_S));
 const BUDGET_MS = 2 * SCRAPE_MS + ROUTING_MS + 1000;
 const RESOLVE_MS = TIME_WAIT_S * 1000 + scaled(300_000) + GROUP_INTERVAL_MS + ROUTING_MS + 30_000;
 
@@ -92,9 +96,9 @@ describeKernel(
           const quietFrom = Date.now();
           await sleep(8 * SCRAPE_MS + ROUTING_MS);
           const [fill] = await lab.query(`conntrack_entries{job="${JOB}"} / conntrack_entries_limit{job="${JOB}"}`);
-          expect(Number(fill!.value[1])).toBeGreaterThan(0.45);
-          expect(Number(fill!.value[1])).toBeLessThan(0.72);
-          expect(lab.firingSince(quietFrom).map((a) => a.labels['alertname']), 'no page at a steady 60%').toEqual([]);
+          expect(Number(fill!.value[1])).toBeGreaterThan(0.35);
+          expect(Number(fill!.value[1])).toBeLessThan(0.75);
+          expect(lab.firingSince(quietFrom).map((a) => a.labels['alertname']), 'no page at a steady, healthy fill').toEqual([]);
 
           // The spike: 4x the commands, each a new connection.
           const onsetFrom = Date.now();
