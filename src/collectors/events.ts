@@ -30,6 +30,7 @@ import { Counter } from 'prom-client';
 import { EventCounter, EVENT_TYPES } from '../table/events.js';
 import { protocolName } from '../table/tally.js';
 import type { CollectorContext, CollectorDefinition } from './collector.js';
+import { stopChild } from '../util/command.js';
 
 /** Niceness of the conntrack -E child. */
 const CHILD_NICE = 10;
@@ -101,13 +102,7 @@ class EventsCollector {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
-      child.kill('SIGTERM');
-      await this.exited;
-      clearTimeout(kill);
-    }
+    await stopChild(this.child, this.exited);
     this.child = undefined;
   }
 

@@ -2,7 +2,7 @@
  * Running external tools (conntrack-tools, journalctl) with a deadline and a
  * bound on captured output. The exporter never passes a shell.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface CommandResult {
   stdout: string;
@@ -71,3 +71,15 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
     });
   });
 };
+
+/**
+ * Ends a long-running child: SIGTERM, SIGKILL if it is still there after
+ * `graceMs`; resolves when `exited` (its 'exit' or 'error') does.
+ */
+export async function stopChild(child: ChildProcess | undefined, exited: Promise<void> | undefined, graceMs = 2000): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  child.kill('SIGTERM');
+  await exited;
+  clearTimeout(kill);
+}

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { expect } from 'vitest';
 import { IN_CI } from '../helpers/kernel.js';
 
 export function findTool(name: string): string | undefined {
@@ -34,4 +35,16 @@ export function promtool(args: readonly string[], cwd?: string): Result {
   const r = spawnSync(PROMTOOL, args as string[], { cwd, encoding: 'utf8', timeout: 60_000 });
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Asserts that `promtool check metrics` accepts an exposition body with no lint warning. */
+export function expectPromtoolAccepts(body: string): void {
+  if (!PROMTOOL) {
+    if (IN_CI) throw new Error(`${PROMTOOL_PROBLEM}: required under CI=true`);
+    return;
+  }
+  const r = spawnSync(PROMTOOL, ['check', 'metrics'], { input: body, encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw r.error;
+  expect(r.stdout + r.stderr).toBe('');
+  expect(r.status).toBe(0);
 }

@@ -13,6 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { classifyJournalLine, journalCursor } from '../classify.js';
 import { LineSplitter } from '../line-splitter.js';
 import type { LineSink, LineSource } from '../source.js';
+import { stopChild } from '../../util/command.js';
 
 export interface JournalSourceOptions {
   /** The journalctl binary (--kernel-log.journalctl-path). */
@@ -66,13 +67,7 @@ export class JournalSource implements LineSource {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
-      child.kill('SIGTERM');
-      await this.exited;
-      clearTimeout(kill);
-    }
+    await stopChild(this.child, this.exited);
     this.child = undefined;
   }
 
