@@ -192,6 +192,19 @@ export class Netns {
     return child;
   }
 
+  /** `conntrack -S` in the namespace summed over CPUs, keyed by the exporter's names (conntrack-tools spells some differently). */
+  async statSums(): Promise<Map<string, number>> {
+    const out = await this.exec('conntrack', ['-S']);
+    const alias: Record<string, string> = { clashres: 'clash_resolve', error: 'icmp_error', chaintoolong: 'chain_too_long' };
+    const sums = new Map<string, number>();
+    for (const m of out.matchAll(/\b([a-z_]+)=(\d+)/g)) {
+      if (m[1] === 'cpu') continue;
+      const name = alias[m[1] as string] ?? (m[1] as string);
+      sums.set(name, (sums.get(name) ?? 0) + Number(m[2]));
+    }
+    return sums;
+  }
+
   /** A `sleep` inside the namespace, returned once its pid has entered it (so /proc/<pid>/ns/net names it). */
   async processIn(): Promise<ChildProcess> {
     const child = this.spawn('sleep', ['300']);

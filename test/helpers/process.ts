@@ -85,3 +85,12 @@ export async function startExporter(args: readonly string[], env: NodeJS.Process
     },
   };
 }
+
+/** SIGTERM, SIGKILL after `ms`: the exit code and how long the exit took. */
+export async function stopWithin(exp: ExporterProcess, ms: number): Promise<{ code: number | null; ms: number }> {
+  const t0 = performance.now();
+  const timer = setTimeout(() => exp.child.kill('SIGKILL'), ms);
+  const code = await exp.stop('SIGTERM');
+  clearTimeout(timer);
+  return { code, ms: performance.now() - t0 };
+}

@@ -17,19 +17,6 @@ import {
 
 const PORT = 19746;
 
-/** Sums `conntrack -S` over CPUs, keyed by the exporter's canonical names. */
-async function toolStatSums(ns: Netns): Promise<Map<string, number>> {
-  const out = await ns.exec('conntrack', ['-S']);
-  const alias: Record<string, string> = { error: 'icmp_error', chaintoolong: 'chain_too_long' };
-  const sums = new Map<string, number>();
-  for (const m of out.matchAll(/\b([a-z_]+)=(\d+)/g)) {
-    if (m[1] === 'cpu') continue;
-    const name = alias[m[1] as string] ?? (m[1] as string);
-    sums.set(name, (sums.get(name) ?? 0) + Number(m[2]));
-  }
-  return sums;
-}
-
 describeKernel('core collectors on the real kernel', () => {
   let ns: Netns;
   let exporter: RunningExporter;
@@ -66,7 +53,7 @@ describeKernel('core collectors on the real kernel', () => {
     for (let i = 0; i < 3; i++) {
       await ns.exec('conntrack', ['-I', '-p', 'udp', '-s', '10.8.0.1', '-d', '10.8.1.1', '--sport', String(3000 + i), '--dport', '53', '-t', '600']);
     }
-    const oracle = await toolStatSums(ns);
+    const oracle = await ns.statSums();
     const metrics = await exporter.scrape();
     expect(metrics.get('conntrack_scrape_collector_success{collector="stat"}')).toBe(1);
     let compared = 0;
@@ -94,7 +81,7 @@ describeKernel('core collectors on the real kernel', () => {
           ]),
         ),
       );
-      const dropBefore = (await toolStatSums(full)).get('drop') ?? 0;
+      const dropBefore = (await full.statSums()).get('drop') ?? 0;
       const metricBefore = (await fullExporter.scrape()).get('conntrack_stat_drop_total') ?? 0;
       expect(metricBefore).toBe(dropBefore);
 
@@ -105,7 +92,7 @@ describeKernel('core collectors on the real kernel', () => {
         await full.exec(process.execPath, [TRAFFIC, 'udp', '20', '9000']);
       });
 
-      const dropAfter = (await toolStatSums(full)).get('drop') ?? 0;
+      const dropAfter = (await full.statSums()).get('drop') ?? 0;
       const metrics = await fullExporter.scrape();
       expect(dropAfter - dropBefore).toBe(20);
       expect((metrics.get('conntrack_stat_drop_total') ?? 0) - metricBefore).toBe(dropAfter - dropBefore);

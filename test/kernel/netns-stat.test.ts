@@ -12,19 +12,6 @@ import { runCommand } from '../../src/util/command.js';
 import { buildTestApp, samples } from '../helpers/app.js';
 import { Netns, TRAFFIC, acquireKernelLock, describeKernel, releaseKernelLock, withConntrackMax } from '../helpers/kernel.js';
 
-/** Sums `conntrack -S` over CPUs in the namespace, keyed by the exporter's canonical names. */
-async function toolStatSums(ns: Netns): Promise<Map<string, number>> {
-  const out = await ns.exec('conntrack', ['-S']);
-  const alias: Record<string, string> = { clashres: 'clash_resolve', error: 'icmp_error', chaintoolong: 'chain_too_long' };
-  const sums = new Map<string, number>();
-  for (const m of out.matchAll(/\b([a-z_]+)=(\d+)/g)) {
-    if (m[1] === 'cpu') continue;
-    const name = alias[m[1] as string] ?? (m[1] as string);
-    sums.set(name, (sums.get(name) ?? 0) + Number(m[2]));
-  }
-  return sums;
-}
-
 /** `count` assured TCP entries (no early drop can evict them, so a full table drops). */
 async function insertAssured(ns: Netns, count: number, base: number): Promise<void> {
   await Promise.all(
@@ -79,7 +66,7 @@ describeKernel('per-namespace conntrack statistics on the real kernel', () => {
     small = await build(['--collector.netns.min-entries=1000']);
     const before = await scrape(app);
     const smallBefore = await scrape(small);
-    const oracleBefore = { full: await toolStatSums(full), quiet: await toolStatSums(quiet) };
+    const oracleBefore = { full: await full.statSums(), quiet: await quiet.statSums() };
     for (const name of STATS) {
       for (const [label, ns] of [['full', full], ['quiet', quiet]] as const) {
         expect(before.get(series(name, ns)), `${name} ${label} before`).toBe(oracleBefore[label].get(name) ?? 0);
@@ -96,7 +83,7 @@ describeKernel('per-namespace conntrack statistics on the real kernel', () => {
 
     const after = await scrape(app);
     const smallAfter = await scrape(small);
-    const oracleAfter = { full: await toolStatSums(full), quiet: await toolStatSums(quiet) };
+    const oracleAfter = { full: await full.statSums(), quiet: await quiet.statSums() };
     const rose = (name: string): number => (oracleAfter.full.get(name) ?? 0) - (oracleBefore.full.get(name) ?? 0);
     console.info(`netns ${full.inode()} at the limit: ${STATS.map((n) => `${n} +${rose(n)}`).join(', ')}`);
     // The kernel drops (assured entries cannot be early-dropped) or early-drops; whichever it did, it did it 20 times.
@@ -122,14 +109,14 @@ describeKernel('per-namespace conntrack statistics on the real kernel', () => {
       await udp.exec(process.execPath, [TRAFFIC, 'udp', '30', '9100']);
       app ??= await build();
       const before = await scrape(app);
-      const oracleBefore = await toolStatSums(udp);
+      const oracleBefore = await udp.statSums();
       const count = await udp.conntrackCount();
       expect(count).toBe(30);
       await withConntrackMax(count, async () => {
         await udp.exec(process.execPath, [TRAFFIC, 'udp', '20', '9200']);
       });
       const after = await scrape(app);
-      const oracleAfter = await toolStatSums(udp);
+      const oracleAfter = await udp.statSums();
       const rose = (name: string): number => (oracleAfter.get(name) ?? 0) - (oracleBefore.get(name) ?? 0);
       console.info(`netns ${udp.inode()} full of unassured flows: ${STATS.map((n) => `${n} +${rose(n)}`).join(', ')}`);
       expect(rose('drop') + rose('early_drop')).toBeGreaterThan(0);

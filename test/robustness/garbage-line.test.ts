@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/kernel.js';
-import { startExporter, type ExporterProcess } from '../helpers/process.js';
+import { startExporter, stopWithin, type ExporterProcess } from '../helpers/process.js';
 import { samples } from '../helpers/app.js';
 
 const FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'robustness');
@@ -46,14 +46,6 @@ function tableEntries(s: Map<string, number>): number {
   let n = 0;
   for (const [k, v] of s) if (k.startsWith('conntrack_table_entries{')) n += v;
   return n;
-}
-
-async function stopWithin(exp: ExporterProcess, ms: number): Promise<{ code: number | null; ms: number }> {
-  const t0 = performance.now();
-  const timer = setTimeout(() => exp.child.kill('SIGKILL'), ms);
-  const code = await exp.stop('SIGTERM');
-  clearTimeout(timer);
-  return { code, ms: performance.now() - t0 };
 }
 
 async function checkExporter(args: readonly string[], env: NodeJS.ProcessEnv = {}, expected = { errors: 1, entries: VALID }): Promise<void> {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { samples } from '../helpers/app.js';
 import { REPO_ROOT } from '../helpers/kernel.js';
-import { startExporter } from '../helpers/process.js';
+import { startExporter, stopWithin } from '../helpers/process.js';
 
 const BASE = join(REPO_ROOT, 'test', 'fixtures', 'robustness', 'issue-15-garbage-line');
 const tmp = mkdtempSync(join(tmpdir(), 'cte-robust-hostile-'));
@@ -64,12 +64,9 @@ describe('hostile procfs files: one collector fails, the exporter stays up', () 
           }
           for (const c of failing) expect(s.get(`conntrack_scrape_collector_success{collector="${c}"}`)).toBe(0);
         } finally {
-          const t0 = performance.now();
-          const timer = setTimeout(() => exp.child.kill('SIGKILL'), 5000);
-          const code = await exp.stop('SIGTERM');
-          clearTimeout(timer);
-          expect(code).toBe(0);
-          expect(performance.now() - t0).toBeLessThan(5000);
+          const stopped = await stopWithin(exp, 5000);
+          expect(stopped.code).toBe(0);
+          expect(stopped.ms).toBeLessThan(5000);
         }
       });
     }
