@@ -1,10 +1,2 @@
-/** mulberry32: a seeded pseudo-random generator in [0, 1), so a failure can be replayed from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a seeded pseudo-random generator in [0, 1), shared with scripts/fuzz.mjs. */
+export { rng } from '../../scripts/rng.mjs';

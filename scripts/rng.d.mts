@@ -1,0 +1,2 @@
+// Types of scripts/rng.mjs.
+export declare function rng(seed: number): () => number;
