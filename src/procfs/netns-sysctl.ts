@@ -58,10 +58,13 @@ export interface SysctlTarget {
  * Reads the sysctls of namespaces through `nsenter`, at most once per
  * `refreshMs` per namespace (failures too, so a missing privilege costs one
  * process per namespace per interval, not per scrape), `concurrency` at a time
- * and at most `perRefresh` per call.
+ * and at most `perRefresh` per call. A refresh waits at most `deadlineMs` for
+ * its reads, so a slow nsenter cannot hold up the scrape: reads still running
+ * then fill the cache for a later scrape, and no new refresh starts meanwhile.
  */
 export class NetnsSysctlReader {
   private readonly cache = new Map<number, CacheEntry>();
+  private inFlight: Promise<void> | undefined;
 
   constructor(
     private readonly run: CommandRunner,
@@ -72,14 +75,28 @@ export class NetnsSysctlReader {
       /** Namespaces read per refresh() at most (default 16). */
       readonly perRefresh?: number;
       readonly timeoutMs?: number;
+      /** How long refresh() waits for its reads at most (default 1000 ms). */
+      readonly deadlineMs?: number;
       /** Current inode of `<pid>/ns/net`, to detect a reused pid; undefined if it cannot be read. */
       readonly inodeOf: (nsPath: string) => Promise<number | undefined>;
       readonly now?: () => number;
     },
   ) {}
 
-  /** Refreshes stale entries of `targets` and forgets namespaces not among them. */
+  /** Refreshes stale entries of `targets` and forgets namespaces not among them, waiting at most `deadlineMs`. */
   async refresh(targets: readonly SysctlTarget[]): Promise<void> {
+    this.inFlight ??= this.refreshNow(targets).finally(() => {
+      this.inFlight = undefined;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.opts.deadlineMs ?? 1000);
+    });
+    await Promise.race([this.inFlight, deadline]);
+    clearTimeout(timer);
+  }
+
+  private async refreshNow(targets: readonly SysctlTarget[]): Promise<void> {
     const now = (this.opts.now ?? Date.now)();
     const wanted = new Set(targets.map((t) => t.inode));
     for (const inode of this.cache.keys()) if (!wanted.has(inode)) this.cache.delete(inode);

@@ -54,7 +54,14 @@ export class NamespaceRanges {
   private readonly sysctls: NetnsSysctlReader;
 
   constructor(private readonly opts: NamespaceRangeOptions) {
-    this.sysctls = new NetnsSysctlReader(opts.run, { nsenter: opts.nsenter, refreshMs: opts.refreshMs, inodeOf, now: opts.now });
+    this.sysctls = new NetnsSysctlReader(opts.run, {
+      nsenter: opts.nsenter,
+      refreshMs: opts.refreshMs,
+      inodeOf,
+      now: opts.now,
+      // Off the request path (the table scan): wait for every read, at most 16 × 2 s / 4 at a time.
+      deadlineMs: 30_000,
+    });
   }
 
   /** Looks up the namespaces owning `wanted` addresses and reads their ranges. */

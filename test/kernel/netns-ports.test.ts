@@ -54,12 +54,18 @@ describeKernel('per-namespace port pressure on the real kernel', () => {
   /** Leaves 6 more TIME_WAIT sockets in the namespace (each lives 60 s, so a test makes its own). */
   const makeTimeWait = (): Promise<string> => ns.exec(process.execPath, ['-e', TIME_WAIT_SCRIPT, '6'], { timeoutMs: 20_000 });
 
-  /** Scrapes between two `ss` counts: older sockets may expire meanwhile, so the value lies between them. */
-  async function scrapeWithTimeWait(): Promise<{ s: Map<string, number>; before: number; after: number }> {
-    const before = await ssTimeWait(ns);
-    const s = samples((await app!.inject({ url: '/metrics' })).body);
-    const after = await ssTimeWait(ns);
-    return { s, before, after };
+  /**
+   * Scrapes between two `ss` counts (older sockets may expire meanwhile, so the value lies between
+   * them), again while `ready` is false: a scrape waits at most 1 s for nsenter, slower reads land
+   * in a later one.
+   */
+  async function scrapeWithTimeWait(ready: (s: Map<string, number>) => boolean): Promise<{ s: Map<string, number>; before: number; after: number }> {
+    for (let i = 0; ; i++) {
+      const before = await ssTimeWait(ns);
+      const s = samples((await app!.inject({ url: '/metrics' })).body);
+      const after = await ssTimeWait(ns);
+      if (ready(s) || i === 10) return { s, before, after };
+    }
   }
 
   afterEach(async () => {
@@ -77,8 +83,8 @@ describeKernel('per-namespace port pressure on the real kernel', () => {
   it('exports the namespace\'s own TIME_WAIT count, port range and tcp_tw_reuse, as ss and sysctl show them inside it', async () => {
     app = await build(['--collector.netns.sysctls']);
     await makeTimeWait();
-    const { s, before, after } = await scrapeWithTimeWait();
     const inode = ns.inode();
+    const { s, before, after } = await scrapeWithTimeWait((m) => m.has(`conntrack_netns_local_port_range_size{netns="${inode}"}`));
     expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(1);
     expect(before).toBeGreaterThanOrEqual(6);
     // No conntrack entries in it: it gets its series because it has TIME_WAIT sockets.
@@ -133,7 +139,7 @@ describeKernel('per-namespace port pressure on the real kernel', () => {
       runCommand('setpriv', ['--inh-caps=-sys_admin', '--bounding-set=-sys_admin', file, ...args], opts);
     app = await build(['--collector.netns.sysctls'], noSysAdmin);
     await makeTimeWait();
-    const { s, before, after } = await scrapeWithTimeWait();
+    const { s, before, after } = await scrapeWithTimeWait((m) => m.get('conntrack_scrape_collector_success{collector="netns"}') === 0);
     expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(0);
     expect([...s.keys()].filter((k) => k.startsWith('conntrack_netns_local_port_range_size'))).toEqual([]);
     const tw = s.get(`conntrack_netns_sockets_time_wait{netns="${ns.inode()}"}`) as number;

@@ -49,6 +49,26 @@ describe('NetnsSysctlReader', () => {
     expect(reader.get(10)).toBeUndefined();
   });
 
+  it('waits at most deadlineMs for a slow nsenter; the read lands in the cache later, and no second refresh overlaps it', async () => {
+    let release: () => void = () => undefined;
+    let calls = 0;
+    const run: CommandRunner = async () => {
+      calls++;
+      await new Promise<void>((r) => (release = r));
+      return { stdout: '40000\t40019\n1\n', stderr: '', code: 0, signal: null };
+    };
+    const reader = new NetnsSysctlReader(run, { nsenter: 'nsenter', refreshMs: 60_000, deadlineMs: 50, inodeOf: async () => 10 });
+    const t0 = performance.now();
+    await reader.refresh([t(10, 1)]);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(reader.get(10)).toBeUndefined();
+    await reader.refresh([t(10, 1)]);
+    expect(calls).toBe(1);
+    release();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(reader.get(10)).toEqual({ portRange: { low: 40000, high: 40019 }, twReuse: 1 });
+  });
+
   it('reads at most perRefresh namespaces per call, never-read ones first', async () => {
     const outputs: Record<string, string> = {};
     const inodes: Record<string, number> = {};
