@@ -10,7 +10,7 @@
  * namespace: run the exporter with hostNetwork to see the node's.
  */
 import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
-import { parsePortRange, portRangeSize } from '../procfs/port-range.js';
+import { portRangeSize, readLocalPortRange } from '../procfs/port-range.js';
 import { parseSockstat, timeWaitSockets } from '../procfs/sockstat.js';
 import { NoDataError, type CollectorDefinition } from './collector.js';
 
@@ -46,12 +46,12 @@ export const portsCollector: CollectorDefinition = {
         const rangePath = ctx.procfs.path('sys', 'net', 'ipv4', 'ip_local_port_range');
         const [sockstat, range, reuse, maxBuckets] = await Promise.all([
           ctx.procfs.readText('net', 'sockstat'),
-          ctx.procfs.readText('sys', 'net', 'ipv4', 'ip_local_port_range'),
+          readLocalPortRange(ctx.procfs),
           ctx.procfs.readInt('sys', 'net', 'ipv4', 'tcp_tw_reuse'),
           ctx.procfs.readInt('sys', 'net', 'ipv4', 'tcp_max_tw_buckets'),
         ]);
         timeWait.setOnly(sockstat === undefined ? undefined : timeWaitSockets(parseSockstat(sockstat, sockstatPath)));
-        rangeSize.setOnly(range === undefined ? undefined : portRangeSize(parsePortRange(range, rangePath)));
+        rangeSize.setOnly(range === undefined ? undefined : portRangeSize(range));
         twReuse.setOnly(reuse);
         maxTw.setOnly(maxBuckets);
         if (sockstat === undefined && range === undefined && reuse === undefined && maxBuckets === undefined) {

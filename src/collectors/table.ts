@@ -14,7 +14,7 @@ import { scanTable, type ScanResult, type SourceMode } from '../table/scan.js';
 import { nextScanDelayMs } from '../table/schedule.js';
 import { SourceAbsentError } from '../table/sources.js';
 import { MAX_TOP_PORTS } from '../table/tally.js';
-import { parsePortRange, portRangeSize, type PortRange } from '../procfs/port-range.js';
+import { portRangeSize, readLocalPortRange, type PortRange } from '../procfs/port-range.js';
 import { parsePortRangeFlag, sourceRange } from '../table/source-range.js';
 import { NamespaceRanges } from '../table/namespace-ranges.js';
 import { NoDataError, type CollectorContext, type CollectorDefinition } from './collector.js';
@@ -244,13 +244,8 @@ class TableCollector {
 
   /** ip_local_port_range size of the exporter's namespace; undefined (no range series) if unreadable. */
   private async localRangeSize(): Promise<number | undefined> {
-    const text = await this.ctx.procfs.readText('sys', 'net', 'ipv4', 'ip_local_port_range').catch(() => undefined);
-    if (text === undefined) return undefined;
-    try {
-      return portRangeSize(parsePortRange(text, this.ctx.procfs.path('sys', 'net', 'ipv4', 'ip_local_port_range')));
-    } catch {
-      return undefined;
-    }
+    const range = await readLocalPortRange(this.ctx.procfs).catch(() => undefined);
+    return range === undefined ? undefined : portRangeSize(range);
   }
 
   /** With --collector.table.namespace-ranges: the range of the namespace holding each non-NATed busiest source. */

@@ -4,7 +4,7 @@
  * connection to one destination ip:port needs its own source port, and
  * TIME_WAIT sockets keep theirs for 60 s.
  */
-import { ParseError } from './fs.js';
+import { ParseError, type FsRoot } from './fs.js';
 
 export interface PortRange {
   readonly low: number;
@@ -24,4 +24,10 @@ export function parsePortRange(text: string, source = 'ip_local_port_range'): Po
 /** Ports in the range, both ends included. */
 export function portRangeSize(range: PortRange): number {
   return range.high - range.low + 1;
+}
+
+/** `<procfs>/sys/net/ipv4/ip_local_port_range` of the reader's namespace; undefined if absent. Throws ParseError. */
+export async function readLocalPortRange(procfs: FsRoot): Promise<PortRange | undefined> {
+  const text = await procfs.readText('sys', 'net', 'ipv4', 'ip_local_port_range');
+  return text === undefined ? undefined : parsePortRange(text, procfs.path('sys', 'net', 'ipv4', 'ip_local_port_range'));
 }
