@@ -104,6 +104,19 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 /** Pids tried per namespace before giving up on it (each one having vanished or refused). */
 const ATTEMPTS_PER_NAMESPACE = 4;
 
+/**
+ * TIME_WAIT sockets of a namespace from `<pid>/net/sockstat`; undefined if the file is missing,
+ * unreadable or malformed: an extra file must not cost the namespace its entry count.
+ */
+async function readTimeWait(io: NetnsScanIo, path: string): Promise<number | undefined> {
+  try {
+    const text = await io.readText(path);
+    return text === undefined ? undefined : timeWaitSockets(parseSockstat(text, path));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Enumerates network namespaces under `procfs` with their entry counts and pod identity. */
 export async function scanNetworkNamespaces(procfs: FsRoot, io: NetnsScanIo = realNetnsIo): Promise<NetnsScan> {
   let names: string[];
@@ -156,15 +169,14 @@ export async function scanNetworkNamespaces(procfs: FsRoot, io: NetnsScanIo = re
           await io.readlink(procfs.path(dir, 'ns', 'net'));
         }
         const parsed = stat === undefined ? undefined : parseConntrackStatFile(stat, statPath);
-        const sockstatPath = procfs.path(dir, 'net', 'sockstat');
-        const sockstat = await io.readText(sockstatPath);
+        const timeWait = await readTimeWait(io, procfs.path(dir, 'net', 'sockstat'));
         return {
           inode,
           pid,
           processes: members.length,
           entries: parsed?.entries,
           cpus: parsed?.cpus ?? [],
-          timeWait: sockstat === undefined ? undefined : timeWaitSockets(parseSockstat(sockstat, sockstatPath)),
+          timeWait,
           identity: parseCgroupFile(cgroup),
         };
       } catch (err) {

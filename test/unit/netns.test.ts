@@ -278,6 +278,17 @@ describe('netns collector over a fake procfs', () => {
     ]);
   });
 
+  it('keeps a namespace\'s entries when its net/sockstat is malformed (only its TIME_WAIT series is missing)', async () => {
+    writeTree(root, { 1: { inode: 4026531840, cgroup: '0::/\n', entries: 12, tw: 3 }, 10: { inode: 4026532010, cgroup: '0::/\n', entries: 7, tw: 2 } });
+    writeFileSync(join(root, '10', 'net', 'sockstat'), 'garbage\n');
+    app = await buildTestApp({ args: [`--path.procfs=${root}`, '--collector.netns'], collectors: [netnsCollector] });
+    const s = samples((await app.inject({ url: '/metrics' })).body);
+    expect(s.get('conntrack_scrape_collector_success{collector="netns"}')).toBe(1);
+    expect(s.get('conntrack_netns_entries{netns="4026532010"}')).toBe(7);
+    expect(s.get('conntrack_netns_sockets_time_wait{netns="4026531840"}')).toBe(3);
+    expect(s.has('conntrack_netns_sockets_time_wait{netns="4026532010"}')).toBe(false);
+  });
+
   it('feeds the statistics per namespace and CPU across a wrap and a reset, ranks rising namespaces first, and forgets namespaces that are gone', async () => {
     const stat = (pid: number, entries: number, stats: StatValues): void =>
       writeFileSync(join(root, String(pid), 'net', 'stat', 'nf_conntrack'), statFile(entries, stats));
