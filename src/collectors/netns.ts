@@ -22,10 +22,9 @@
 import { DeltaTotals, SnapshotCounter } from '../metrics/delta-counter.js';
 import { SnapshotGauge } from '../metrics/snapshot-gauge.js';
 import { STAT_HELP } from '../procfs/conntrack-stat.js';
-import { readlink } from 'node:fs/promises';
 import { portRangeSize } from '../procfs/port-range.js';
 import {
-  parseNetnsLink,
+  readNetnsInode,
   scanNetworkNamespaces,
   selectNamespaces,
   selectStatNamespaces,
@@ -84,13 +83,7 @@ export const netnsCollector: CollectorDefinition = {
       ? new NetnsSysctlReader(ctx.run, {
           nsenter: ctx.flags.string('collector.netns.nsenter.path'),
           refreshMs: ctx.flags.number('collector.netns.sysctls.refresh') * 1000,
-          inodeOf: async (nsPath) => {
-            try {
-              return parseNetnsLink(await readlink(nsPath), nsPath);
-            } catch {
-              return undefined;
-            }
-          },
+          inodeOf: readNetnsInode,
         })
       : undefined;
     const registers = [ctx.registry];

@@ -104,6 +104,15 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 /** Pids tried per namespace before giving up on it (each one having vanished or refused). */
 const ATTEMPTS_PER_NAMESPACE = 4;
 
+/** The inode `<path>` (a `…/ns/net` link) names; undefined if it cannot be read (the process is gone). */
+export async function readNetnsInode(path: string): Promise<number | undefined> {
+  try {
+    return parseNetnsLink(await readlink(path), path);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * TIME_WAIT sockets of a namespace from `<pid>/net/sockstat`; undefined if the file is missing,
  * unreadable or malformed: an extra file must not cost the namespace its entry count.

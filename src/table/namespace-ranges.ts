@@ -17,11 +17,10 @@
  * A source owned by the exporter's own namespace, by no namespace, or whose
  * range cannot be read gets no answer here (the caller uses the local range).
  */
-import { readlink } from 'node:fs/promises';
 import type { FsRoot } from '../procfs/fs.js';
 import { addressOwners, readLocalAddresses, type NamespaceAddresses } from '../procfs/local-addresses.js';
 import { NetnsSysctlReader } from '../procfs/netns-sysctl.js';
-import { parseNetnsLink, scanNetworkNamespaces } from '../procfs/netns.js';
+import { readNetnsInode, scanNetworkNamespaces } from '../procfs/netns.js';
 import { portRangeSize } from '../procfs/port-range.js';
 import type { CommandRunner } from '../util/command.js';
 
@@ -41,14 +40,6 @@ export interface NamespaceRangeLookup {
   readonly problem: string | undefined;
 }
 
-async function inodeOf(path: string): Promise<number | undefined> {
-  try {
-    return parseNetnsLink(await readlink(path), path);
-  } catch {
-    return undefined;
-  }
-}
-
 export class NamespaceRanges {
   private readonly addresses = new Map<number, { at: number; pid: number; addresses: string[] }>();
   private readonly sysctls: NetnsSysctlReader;
@@ -57,7 +48,7 @@ export class NamespaceRanges {
     this.sysctls = new NetnsSysctlReader(opts.run, {
       nsenter: opts.nsenter,
       refreshMs: opts.refreshMs,
-      inodeOf,
+      inodeOf: readNetnsInode,
       now: opts.now,
       // Off the request path (the table scan): wait for every read, at most 16 × 2 s / 4 at a time.
       deadlineMs: 30_000,
@@ -69,7 +60,7 @@ export class NamespaceRanges {
     if (wanted.length === 0) return { sizeOf: () => undefined, problem: undefined };
     const now = (this.opts.now ?? Date.now)();
     const { procfs } = this.opts;
-    const own = await inodeOf(procfs.path('self', 'ns', 'net'));
+    const own = await readNetnsInode(procfs.path('self', 'ns', 'net'));
     const scan = await scanNetworkNamespaces(procfs);
     const live = new Set(scan.namespaces.map((n) => n.inode));
     for (const inode of this.addresses.keys()) if (!live.has(inode)) this.addresses.delete(inode);
