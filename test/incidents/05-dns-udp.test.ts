@@ -144,10 +144,15 @@ describeKernel(
           expect(text).toMatch(/nf_conntrack_max|limit/i);
           const section = runbookSection(page.annotations['runbook_url'] ?? '');
           expect(section).toMatch(/nf_conntrack_max/);
-          // The seed's log lines were counted.
-          const counted = await lab!.query(
-            `sum(conntrack_kernel_log_events_total{job="${JOB}", event="table_full"}) > 0 and on () sum(conntrack_kernel_log_suppressed_total{job="${JOB}"}) > 0`,
-          );
+          // The seed's log lines were counted. The first "messages suppressed" line is written with the
+          // next table-full line, 5 s (the printk rate limit, not scaled) after the first: the page can
+          // come before it, so wait for it up to 5 s and three scrapes more.
+          const countedQuery = `sum(conntrack_kernel_log_events_total{job="${JOB}", event="table_full"}) > 0 and on () sum(conntrack_kernel_log_suppressed_total{job="${JOB}"}) > 0`;
+          let counted = await lab!.query(countedQuery);
+          for (const until = Date.now() + 5_000 + 3 * SCRAPE_MS; counted.length === 0 && Date.now() < until; ) {
+            await sleep(SCRAPE_MS / 4);
+            counted = await lab!.query(countedQuery);
+          }
           expect(counted.length, 'the 2.6-era table-full and suppressed lines counted').toBe(1);
 
           // The fix the seed's author applied: 4x the limit. Drops stop, the alert resolves.
